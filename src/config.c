@@ -1,0 +1,642 @@
+/* config — one option table drives command-line flags, environment variables, defaults, bounds
+ * and --help (redis's createIntConfig rows, nginx's offsetof setters). Defaults are written as a
+ * user would type them and go through the same setter, so the table is the only truth.
+ * The YAML file (Kuadrant's shape, read with libyaml's document API) adds servers, virtual
+ * servers and the gateway CA bundle. Config is built at startup and on reload only: running out
+ * of memory here is fatal, as with redis's zmalloc. */
+#include "config.h"
+#include "buf.h"
+#include "log.h"
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#define GW_VERSION      "0.1.0"
+#define CONFIG_FILE_MAX (16u << 20)
+
+#define KiB (1024LL)
+#define MiB (1024LL * KiB)
+#define GiB (1024LL * MiB)
+
+enum opt_type {
+    OPT_STR,   /* char *, strdup'd; NULL = unset */
+    OPT_ENUM,  /* char *, one of choices */
+    OPT_INT,   /* int within min..max */
+    OPT_LONG,  /* long within min..max */
+    OPT_BOOL,  /* int 0/1; a bare --flag means true */
+    OPT_DUR,   /* long ms; written in seconds or with a ms/s/m/h suffix; bounds in seconds */
+    OPT_SIZE,  /* long bytes; written with an optional k/m/g suffix (1024-based) */
+};
+
+typedef struct opt {
+    const char   *flag;     /* without dashes; NULL = environment only */
+    const char   *env;      /* NULL = flag only */
+    enum opt_type type;
+    size_t        off;      /* into gw_config */
+    long long     min, max; /* numbers: bounds as the user writes them */
+    const char   *choices;  /* OPT_ENUM: "a|b" */
+    const char   *def;      /* default as a user would write it; NULL = unset */
+    const char   *help;
+} opt;
+
+#define O(f) offsetof(gw_config, f)
+#define STR(fl, ev, fd, df, hp)            {fl, ev, OPT_STR, O(fd), 0, 0, NULL, df, hp}
+#define ENUM(fl, ev, fd, ch, df, hp)       {fl, ev, OPT_ENUM, O(fd), 0, 0, ch, df, hp}
+#define BOOL(fl, ev, fd, hp)               {fl, ev, OPT_BOOL, O(fd), 0, 1, NULL, "false", hp}
+#define NUM(t, fl, ev, fd, lo, hi, df, hp) {fl, ev, t, O(fd), lo, hi, NULL, df, hp}
+
+/* Flags are Kuadrant's names; the environment variable is MCP_GATEWAY_ + the flag in upper
+ * snake case, except where Kuadrant already defines one. */
+static const opt opts[] = {
+    STR("mcp-gateway-config", "MCP_GATEWAY_MCP_GATEWAY_CONFIG", config_file, NULL,
+        "YAML file: servers, virtualServers, gatewayCACertPEM (Kuadrant's shape); none = no servers"),
+    STR("mcp-broker-public-address", "MCP_GATEWAY_MCP_BROKER_PUBLIC_ADDRESS", listen_addr, "127.0.0.1:8080",
+        "host:port the MCP endpoint listens on"),
+    STR("mcp-gateway-public-host", "MCP_GATEWAY_MCP_GATEWAY_PUBLIC_HOST", public_host, NULL,
+        "public host name of the gateway"),
+    STR("metrics-addr", "MCP_GATEWAY_METRICS_ADDR", metrics_addr, "",
+        "host:port for Prometheus /metrics; empty = off"),
+    NUM(OPT_INT, "log-level", "MCP_GATEWAY_LOG_LEVEL", log_level, -4, 8, "0",
+        "-4 debug, 0 info, 4 warn, 8 error"),
+    ENUM("log-format", "MCP_GATEWAY_LOG_FORMAT", log_format, "txt|json", "txt", "log line format"),
+    NUM(OPT_LONG, "session-length", "MCP_GATEWAY_SESSION_LENGTH", session_length_min, 1, 525600, "1440",
+        "gateway session lifetime, minutes"),
+    NUM(OPT_LONG, "mcp-check-interval", "MCP_GATEWAY_MCP_CHECK_INTERVAL", check_interval_s, 1, 86400, "60",
+        "upstream health check / re-list interval, seconds"),
+    BOOL("enforce-capability-filtering", "MCP_GATEWAY_ENFORCE_CAPABILITY_FILTERING",
+         enforce_capability_filtering, "lists are empty unless a valid x-mcp-authorized header is sent"),
+    NUM(OPT_SIZE, "max-request-body-size", "MCP_GATEWAY_MAX_REQUEST_BODY_SIZE", max_request_body, 1, GiB,
+        "5242880", "larger request bodies get 413"),
+    NUM(OPT_SIZE, "max-header-size", "MCP_GATEWAY_MAX_HEADER_SIZE", max_header_size, KiB, MiB, "16384",
+        "limit on a request's whole header section"),
+    NUM(OPT_LONG, "max-headers", "MCP_GATEWAY_MAX_HEADERS", max_headers, 1, 1000, "100",
+        "limit on the number of request headers"),
+    NUM(OPT_SIZE, "max-url-length", "MCP_GATEWAY_MAX_URL_LENGTH", max_url_length, 64, MiB, "8192",
+        "limit on the request target"),
+    NUM(OPT_LONG, "max-json-depth", "MCP_GATEWAY_MAX_JSON_DEPTH", max_json_depth, 1, 1024, "64",
+        "nesting limit for JSON bodies"),
+    NUM(OPT_LONG, "max-sessions", "MCP_GATEWAY_MAX_SESSIONS", max_sessions, 1, 10000000, "100000",
+        "limit on live gateway sessions"),
+    NUM(OPT_LONG, "session-idle-timeout", "MCP_GATEWAY_SESSION_IDLE_TIMEOUT", session_idle_s, 1, 2592000,
+        "3600", "idle sessions are dropped after this many seconds"),
+    NUM(OPT_DUR, "upstream-timeout", "MCP_GATEWAY_UPSTREAM_TIMEOUT", upstream_timeout_ms, 1, 3600, "30",
+        "limit on one upstream request"),
+    NUM(OPT_SIZE, "max-upstream-response-size", "MCP_GATEWAY_MAX_UPSTREAM_RESPONSE_SIZE",
+        max_upstream_response, KiB, GiB, "16m", "limit on one upstream response body"),
+    NUM(OPT_DUR, "header-timeout", "MCP_GATEWAY_HEADER_TIMEOUT", header_timeout_ms, 1, 3600, "10",
+        "time allowed for a client to send a request's headers"),
+    NUM(OPT_DUR, "keepalive-timeout", "MCP_GATEWAY_KEEPALIVE_TIMEOUT", idle_timeout_ms, 0, 3600, "75",
+        "idle client connections are closed after this; 0 = no keep-alive"),
+    NUM(OPT_DUR, "body-timeout", "MCP_GATEWAY_BODY_TIMEOUT", body_timeout_ms, 1, 3600, "30",
+        "time allowed for a client to send a request's body"),
+    NUM(OPT_LONG, "max-sse-streams", "MCP_GATEWAY_MAX_SSE_STREAMS", max_sse_streams, 0, 1000000, "10000",
+        "limit on open SSE streams, all clients together"),
+    NUM(OPT_SIZE, "max-client-write-queue", "MCP_GATEWAY_MAX_CLIENT_WRITE_QUEUE", max_client_queue, 4 * KiB,
+        GiB, "4m", "bytes queued to a slow client before its upstream read pauses"),
+    NUM(OPT_INT, "workers", "MCP_GATEWAY_WORKERS", workers, 0, 256, "0", "event loops; 0 = one per core"),
+    STR("allowed-origins", "MCP_GATEWAY_ALLOWED_ORIGINS", allowed_origins, NULL,
+        "comma-separated Origin values allowed on /mcp; unset = built-in defaults"),
+    BOOL("check-config", "MCP_GATEWAY_CHECK_CONFIG", check_config, "load and validate the config, then exit"),
+    BOOL("allow-anonymous", "MCP_GATEWAY_ALLOW_ANONYMOUS", allow_anonymous,
+         "serve /mcp without authentication"),
+    STR(NULL, "GATEWAY_SIGNING_KEY", signing_key, NULL, "session-id signing key, at least 32 bytes"),
+    STR(NULL, "CACHE_CONNECTION_STRING", cache_url, NULL,
+        "redis://user:pass@host:port/db; unset = sessions in memory"),
+};
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+__attribute__((noreturn)) static void oom(void)
+{
+    static const char m[] = "mcp-gateway: out of memory while loading the config\n";
+    fputs(m, stderr);
+    abort();
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p) oom();
+    return p;
+}
+
+static void *xreallocarray(void *p, size_t n, size_t size)
+{
+    p = reallocarray(p, n, size);
+    if (!p) oom();
+    return p;
+}
+
+/* ---- option values ---- */
+
+static int parse_bool(const char *s)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"}, *const no[] = {"false", "0", "no", "off"};
+    if (!s) return 1; /* bare --flag */
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcasecmp(s, yes[i])) return 1;
+        if (!strcasecmp(s, no[i])) return 0;
+    }
+    return -1;
+}
+
+static int in_choices(const char *choices, const char *s)
+{
+    size_t n = strlen(s);
+    for (const char *p = choices; *p;) {
+        size_t l = strcspn(p, "|");
+        if (l == n && !strncmp(p, s, n)) return 1;
+        p += l + (p[l] == '|');
+    }
+    return 0;
+}
+
+/* A number with the type's unit suffix, scaled to the stored unit (DUR: ms).
+ * Returns 0, -1 when it is not a number, -2 when it overflows. */
+static int parse_num(enum opt_type t, const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10), mul = 1;
+    if (end == s) return -1;
+    int overflow = errno == ERANGE;
+    if (t == OPT_SIZE) {
+        switch (*end) {
+        case 'k': case 'K': mul = KiB; end++; break;
+        case 'm': case 'M': mul = MiB; end++; break;
+        case 'g': case 'G': mul = GiB; end++; break;
+        }
+    } else if (t == OPT_DUR) {
+        mul = 1000;
+        if (!strcmp(end, "ms")) mul = 1, end += 2;
+        else if (*end == 's') end++;
+        else if (*end == 'm') mul = 60 * 1000, end++;
+        else if (*end == 'h') mul = 3600 * 1000, end++;
+    }
+    if (*end) return -1;
+    if (overflow || v > LLONG_MAX / mul || v < LLONG_MIN / mul) return -2;
+    *out = v * mul;
+    return 0;
+}
+
+/* Sets one option from text v (NULL = bare boolean flag); src names the source in messages,
+ * e.g. "--workers" or "MCP_GATEWAY_WORKERS". */
+static int opt_set(gw_config *cfg, const opt *o, const char *v, const char *src, char *err, size_t errlen)
+{
+    char *field = (char *)cfg + o->off;
+    long long n;
+    int rc;
+
+    switch (o->type) {
+    case OPT_ENUM:
+        if (!in_choices(o->choices, v)) return fail(err, errlen, "%s: '%s' is not one of %s", src, v, o->choices);
+        /* fall through */
+    case OPT_STR:
+        free(*(char **)field);
+        *(char **)field = xstrdup(v);
+        return 0;
+    case OPT_BOOL:
+        if ((rc = parse_bool(v)) < 0) return fail(err, errlen, "%s: '%s' is not true or false", src, v);
+        *(int *)field = rc;
+        return 0;
+    default:
+        break;
+    }
+    long long scale = o->type == OPT_DUR ? 1000 : 1;
+    if ((rc = parse_num(o->type, v, &n)) == -1)
+        return fail(err, errlen, "%s: '%s' is not a %s", src, v,
+                    o->type == OPT_DUR ? "duration (seconds, or with ms/s/m/h)"
+                    : o->type == OPT_SIZE ? "size (bytes, or with k/m/g)" : "number");
+    if (rc == -2 || n < o->min * scale || n > o->max * scale)
+        return fail(err, errlen, "%s: %s is out of range %lld..%lld%s", src, v, o->min, o->max,
+                    o->type == OPT_DUR ? " seconds" : "");
+    if (o->type == OPT_INT) *(int *)field = (int)n;
+    else *(long *)field = (long)n;
+    return 0;
+}
+
+void config_defaults(gw_config *cfg)
+{
+    char err[256];
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].def && opt_set(cfg, &opts[i], opts[i].def, "default", err, sizeof err) < 0) {
+            fprintf(stderr, "mcp-gateway: bad option table: %s\n", err); /* a bug, caught by the unit test */
+            abort();
+        }
+}
+
+static const opt *opt_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].flag && strlen(opts[i].flag) == len && !memcmp(opts[i].flag, name, len)) return &opts[i];
+    return NULL;
+}
+
+/* Flags in order, like Go's flag package: -flag and --flag alike, "--flag value" or
+ * "--flag=value", booleans bare or "=true|false". Marks what was set in set[]. */
+static int parse_args(gw_config *cfg, int argc, char **argv, unsigned char *set, char *err, size_t errlen)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || !a[1]) return fail(err, errlen, "unexpected argument '%s' (see --help)", a);
+        const char *name = a + 1 + (a[1] == '-'), *eq = strchr(name, '='), *v = eq ? eq + 1 : NULL;
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        if (!eq && (!strcmp(name, "h") || !strcmp(name, "help"))) {
+            config_usage(stdout);
+            return 1;
+        }
+        if (!eq && !strcmp(name, "version")) {
+            puts("mcp-gateway " GW_VERSION);
+            return 1;
+        }
+        const opt *o = opt_find(name, len);
+        if (!o) return fail(err, errlen, "unknown flag '%.*s' (see --help)", (int)(name + len - a), a);
+        char src[80];
+        snprintf(src, sizeof src, "--%s", o->flag);
+        if (!v && o->type != OPT_BOOL) {
+            if (i + 1 >= argc) return fail(err, errlen, "%s: missing value", src);
+            v = argv[++i];
+        }
+        if (opt_set(cfg, o, v, src, err, errlen) < 0) return -1;
+        set[o - opts] = 1;
+    }
+    return 0;
+}
+
+int config_load(int argc, char **argv, gw_config **out, char *err, size_t errlen)
+{
+    unsigned char set[NOPTS] = {0};
+    gw_config *cfg = calloc(1, sizeof *cfg);
+    int rc;
+
+    *out = NULL;
+    if (!cfg) oom();
+    config_defaults(cfg);
+    if ((rc = parse_args(cfg, argc, argv, set, err, errlen)) != 0) goto done;
+    for (size_t i = 0; i < NOPTS; i++) { /* environment, where no flag said otherwise; empty = unset */
+        const char *v = opts[i].env && !set[i] ? getenv(opts[i].env) : NULL;
+        if (v && *v && (rc = opt_set(cfg, &opts[i], v, opts[i].env, err, errlen)) < 0) goto done;
+    }
+    if (cfg->config_file && *cfg->config_file && (rc = config_load_file(cfg, cfg->config_file, err, errlen)) < 0)
+        goto done;
+    *out = cfg;
+    return 0;
+done:
+    config_free(cfg);
+    return rc;
+}
+
+static const char *fmt_size(long long v, char *b, size_t n)
+{
+    if (v >= GiB && v % GiB == 0) snprintf(b, n, "%lldg", v / GiB);
+    else if (v >= MiB && v % MiB == 0) snprintf(b, n, "%lldm", v / MiB);
+    else if (v >= KiB && v % KiB == 0) snprintf(b, n, "%lldk", v / KiB);
+    else snprintf(b, n, "%lld", v);
+    return b;
+}
+
+void config_usage(FILE *out)
+{
+    fputs("Usage: mcp-gateway [options]\n\n"
+          "A flag beats its environment variable, which beats the default. Flags take -flag or --flag,\n"
+          "\"--flag value\" or \"--flag=value\"; booleans are bare or =true|false. Sizes take k/m/g\n"
+          "(1024-based); durations are seconds or take ms/s/m/h.\n\n"
+          "  -h, --help    this text\n"
+          "  --version     print the version\n",
+          out);
+    for (size_t i = 0; i < NOPTS; i++) {
+        const opt *o = &opts[i];
+        char lo[32], hi[32];
+        fprintf(out, "  %s%s ", o->flag ? "--" : "env ", o->flag ? o->flag : o->env);
+        switch (o->type) {
+        case OPT_STR:  fputs("<string>", out); break;
+        case OPT_ENUM: fprintf(out, "<%s>", o->choices); break;
+        case OPT_BOOL: fputs("[=true|false]", out); break;
+        case OPT_INT:
+        case OPT_LONG: fprintf(out, "<%lld..%lld>", o->min, o->max); break;
+        case OPT_DUR:  fprintf(out, "<seconds %lld..%lld>", o->min, o->max); break;
+        case OPT_SIZE:
+            fprintf(out, "<bytes %s..%s>", fmt_size(o->min, lo, sizeof lo), fmt_size(o->max, hi, sizeof hi));
+            break;
+        }
+        fprintf(out, "\n        %s\n        ", o->help);
+        if (o->flag && o->env) fprintf(out, "env %s, ", o->env);
+        if (!o->def) fputs("default: unset\n", out);
+        else fprintf(out, "default: \"%s\"\n", o->def);
+    }
+}
+
+/* ---- the YAML file ---- */
+
+typedef struct yctx {
+    yaml_document_t *doc;
+    const char      *name;  /* file name for messages */
+    char            *err;
+    size_t           errlen;
+    gw_server_cfg   *servers;  size_t n_servers;
+    gw_vserver_cfg  *vservers; size_t n_vservers;
+    char            *ca_pem;
+} yctx;
+
+#define LINE(n) ((n)->start_mark.line + 1)
+
+static int yerr(yctx *c, yaml_node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int yerr(yctx *c, yaml_node_t *n, const char *fmt, ...)
+{
+    int l = snprintf(c->err, c->errlen, "%s:%zu: ", c->name, LINE(n));
+    if (l >= 0 && (size_t)l < c->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->err + l, c->errlen - (size_t)l, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static void unknown_key(yctx *c, yaml_node_t *k)
+{
+    log_warn("config", "%s:%zu: unknown key '%s' ignored", c->name, LINE(k), (char *)k->data.scalar.value);
+}
+
+static const char *sval(yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+
+/* Empty scalars and plain ~ / null mean "unset". */
+static int is_null(yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE) return 0;
+    const char *s = sval(n);
+    return !*s || (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+                   (!strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL")));
+}
+
+/* Reads a string value into *dst (replacing any earlier one); unset leaves NULL. */
+static int get_str(yctx *c, const char *key, yaml_node_t *v, char **dst)
+{
+    if (v->type != YAML_SCALAR_NODE) return yerr(c, v, "'%s' must be a string", key);
+    if (strlen(sval(v)) != v->data.scalar.length) return yerr(c, v, "'%s' contains a NUL byte", key);
+    free(*dst);
+    *dst = is_null(v) ? NULL : xstrdup(sval(v));
+    return 0;
+}
+
+/* Calls fn for each pair of mapping n; keys must be strings. */
+typedef int (*pair_fn)(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v);
+static int each_pair(yctx *c, yaml_node_t *n, void *obj, pair_fn fn)
+{
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key), *v = yaml_document_get_node(c->doc, p->value);
+        if (k->type != YAML_SCALAR_NODE) return yerr(c, k, "mapping keys must be strings");
+        if (fn(c, obj, k, sval(k), v) < 0) return -1;
+    }
+    return 0;
+}
+
+static int prefix_ok(const char *s)
+{
+    if (!*s) return 1;
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9'))) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')) return 0;
+    return 1;
+}
+
+static int url_ok(const char *s)
+{
+    return (!strncasecmp(s, "http://", 7) && s[7]) || (!strncasecmp(s, "https://", 8) && s[8]);
+}
+
+/* Accepted and unused: Kuadrant's discovery metadata and per-user listing. */
+static const char *const server_ignored[] = {"userSpecificList", "category", "hint", "tags"};
+
+static int server_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    gw_server_cfg *s = obj;
+    if (!strcasecmp(key, "name")) {
+        if (get_str(c, "name", v, &s->name) < 0) return -1;
+        for (size_t i = 0; s->name && i + 1 < c->n_servers; i++)
+            if (!strcmp(c->servers[i].name, s->name))
+                return yerr(c, v, "duplicate server name '%s' (first at line %d)", s->name, c->servers[i].line);
+    } else if (!strcasecmp(key, "url")) {
+        if (get_str(c, "url", v, &s->url) < 0) return -1;
+        if (s->url && !url_ok(s->url)) return yerr(c, v, "url '%s' must start with http:// or https://", s->url);
+    } else if (!strcasecmp(key, "prefix")) {
+        if (get_str(c, "prefix", v, &s->prefix) < 0) return -1;
+        if (s->prefix && !prefix_ok(s->prefix))
+            return yerr(c, v, "prefix '%s' must match ^[a-z0-9][a-z0-9_]*$", s->prefix);
+    } else if (!strcasecmp(key, "state")) {
+        char *st = NULL;
+        if (get_str(c, "state", v, &st) < 0) return -1;
+        int ok = !st || !strcasecmp(st, "Enabled") || !strcasecmp(st, "Disabled");
+        s->enabled = !st || !strcasecmp(st, "Enabled");
+        if (!ok) yerr(c, v, "state '%s' must be Enabled or Disabled", st);
+        free(st);
+        if (!ok) return -1;
+    } else if (!strcasecmp(key, "hostname")) {
+        return get_str(c, "hostname", v, &s->hostname);
+    } else if (!strcasecmp(key, "credential")) {
+        return get_str(c, "credential", v, &s->credential);
+    } else if (!strcasecmp(key, "caCert")) {
+        return get_str(c, "caCert", v, &s->ca_cert);
+    } else {
+        for (size_t i = 0; i < sizeof server_ignored / sizeof *server_ignored; i++)
+            if (!strcasecmp(key, server_ignored[i])) return 0;
+        unknown_key(c, k);
+    }
+    return 0;
+}
+
+static int parse_server(yctx *c, yaml_node_t *n)
+{
+    if (n->type != YAML_MAPPING_NODE) return yerr(c, n, "a server must be a mapping");
+    c->servers = xreallocarray(c->servers, c->n_servers + 1, sizeof *c->servers);
+    gw_server_cfg *s = &c->servers[c->n_servers++]; /* owned by c from here on */
+    *s = (gw_server_cfg){.enabled = 1, .line = (int)LINE(n)};
+    if (each_pair(c, n, s, server_pair) < 0) return -1;
+    if (!s->name) return yerr(c, n, "server has no 'name'");
+    if (!s->url) return yerr(c, n, "server '%s' has no 'url'", s->name);
+    if (!s->prefix) s->prefix = xstrdup("");
+    return 0;
+}
+
+/* tools / prompts: a list of names; unset = all. */
+static int get_list(yctx *c, const char *key, yaml_node_t *v, char ***list, size_t *n, int *isset)
+{
+    if (is_null(v)) return 0;
+    if (v->type != YAML_SEQUENCE_NODE) return yerr(c, v, "'%s' must be a list", key);
+    for (size_t i = 0; i < *n; i++) free((*list)[i]);
+    free(*list);
+    *list = NULL, *n = 0, *isset = 1;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        yaml_node_t *e = yaml_document_get_node(c->doc, *it);
+        char *s = NULL;
+        if (get_str(c, key, e, &s) < 0) return -1;
+        if (!s) return yerr(c, e, "empty entry in '%s'", key);
+        *list = xreallocarray(*list, *n + 1, sizeof **list);
+        (*list)[(*n)++] = s;
+    }
+    return 0;
+}
+
+static int vserver_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    gw_vserver_cfg *vs = obj;
+    if (!strcasecmp(key, "name")) {
+        if (get_str(c, "name", v, &vs->name) < 0) return -1;
+        for (size_t i = 0; vs->name && i + 1 < c->n_vservers; i++)
+            if (!strcmp(c->vservers[i].name, vs->name))
+                return yerr(c, v, "duplicate virtual server name '%s' (first at line %d)", vs->name,
+                            c->vservers[i].line);
+        return 0;
+    }
+    if (!strcasecmp(key, "tools")) return get_list(c, "tools", v, &vs->tools, &vs->n_tools, &vs->tools_set);
+    if (!strcasecmp(key, "prompts"))
+        return get_list(c, "prompts", v, &vs->prompts, &vs->n_prompts, &vs->prompts_set);
+    unknown_key(c, k);
+    return 0;
+}
+
+static int parse_vserver(yctx *c, yaml_node_t *n)
+{
+    if (n->type != YAML_MAPPING_NODE) return yerr(c, n, "a virtual server must be a mapping");
+    c->vservers = xreallocarray(c->vservers, c->n_vservers + 1, sizeof *c->vservers);
+    gw_vserver_cfg *vs = &c->vservers[c->n_vservers++];
+    *vs = (gw_vserver_cfg){.line = (int)LINE(n)};
+    if (each_pair(c, n, vs, vserver_pair) < 0) return -1;
+    if (!vs->name) return yerr(c, n, "virtual server has no 'name'");
+    return 0;
+}
+
+static int each_item(yctx *c, const char *key, yaml_node_t *v, int (*fn)(yctx *, yaml_node_t *))
+{
+    if (is_null(v)) return 0;
+    if (v->type != YAML_SEQUENCE_NODE) return yerr(c, v, "'%s' must be a list", key);
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++)
+        if (fn(c, yaml_document_get_node(c->doc, *it)) < 0) return -1;
+    return 0;
+}
+
+static int root_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    (void)obj;
+    if (!strcasecmp(key, "servers")) return each_item(c, "servers", v, parse_server);
+    if (!strcasecmp(key, "virtualServers")) return each_item(c, "virtualServers", v, parse_vserver);
+    if (!strcasecmp(key, "gatewayCACertPEM")) return get_str(c, "gatewayCACertPEM", v, &c->ca_pem);
+    /* Blocks owned by other modules (protected-resource metadata, authentication,
+     * authorization) are read by those modules; this loader skips them. */
+    if (!strcasecmp(key, "oauthProtectedResource") || !strcasecmp(key, "auth") || !strcasecmp(key, "authorization"))
+        return 0;
+    unknown_key(c, k);
+    return 0;
+}
+
+static void free_servers(gw_server_cfg *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(s[i].name); free(s[i].url); free(s[i].prefix);
+        free(s[i].hostname); free(s[i].credential); free(s[i].ca_cert);
+    }
+    free(s);
+}
+
+static void free_vservers(gw_vserver_cfg *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < v[i].n_tools; j++) free(v[i].tools[j]);
+        for (size_t j = 0; j < v[i].n_prompts; j++) free(v[i].prompts[j]);
+        free(v[i].tools); free(v[i].prompts); free(v[i].name);
+    }
+    free(v);
+}
+
+static int syntax_error(yaml_parser_t *p, const char *name, char *err, size_t errlen)
+{
+    const char *what = p->problem ? p->problem : "syntax error";
+    if (p->error == YAML_MEMORY_ERROR) return fail(err, errlen, "%s: out of memory", name);
+    if (p->error == YAML_READER_ERROR) return fail(err, errlen, "%s: %s at byte %zu", name, what, p->problem_offset);
+    if (p->context)
+        return fail(err, errlen, "%s:%zu: %s (%s at line %zu)", name, p->problem_mark.line + 1, what, p->context,
+                    p->context_mark.line + 1);
+    return fail(err, errlen, "%s:%zu: %s", name, p->problem_mark.line + 1, what);
+}
+
+int config_load_yaml(gw_config *cfg, const char *name, const char *yaml, size_t len, char *err, size_t errlen)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yctx c = {.doc = &doc, .name = name, .err = err, .errlen = errlen};
+    int rc = -1;
+
+    if (!yaml_parser_initialize(&parser)) oom();
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(yaml ? yaml : ""), len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        rc = syntax_error(&parser, name, err, errlen);
+        yaml_parser_delete(&parser);
+        return rc;
+    }
+    yaml_node_t *root = yaml_document_get_root_node(&doc); /* NULL for an empty file */
+    if (!root || is_null(root)) rc = 0;
+    else if (root->type != YAML_MAPPING_NODE) rc = yerr(&c, root, "the top level must be a mapping");
+    else rc = each_pair(&c, root, NULL, root_pair);
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+
+    if (rc < 0) { /* cfg stays as it was */
+        free_servers(c.servers, c.n_servers);
+        free_vservers(c.vservers, c.n_vservers);
+        free(c.ca_pem);
+        return -1;
+    }
+    free_servers(cfg->servers, cfg->n_servers);
+    free_vservers(cfg->vservers, cfg->n_vservers);
+    free(cfg->gateway_ca_pem);
+    cfg->servers = c.servers, cfg->n_servers = c.n_servers;
+    cfg->vservers = c.vservers, cfg->n_vservers = c.n_vservers;
+    cfg->gateway_ca_pem = c.ca_pem;
+    return 0;
+}
+
+int config_load_file(gw_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, errlen, "%s: %s", path, strerror(errno));
+    buf b;
+    char chunk[16384];
+    size_t n;
+    int rc = BUF_OK;
+    buf_init(&b, CONFIG_FILE_MAX);
+    while (rc == BUF_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0) rc = buf_append(&b, chunk, n);
+    if (rc == BUF_TOOBIG) rc = fail(err, errlen, "%s: larger than %u MiB", path, CONFIG_FILE_MAX >> 20);
+    else if (rc == BUF_NOMEM) oom();
+    else if (ferror(f)) rc = fail(err, errlen, "%s: %s", path, strerror(errno));
+    else rc = config_load_yaml(cfg, path, b.data, b.len, err, errlen);
+    fclose(f);
+    buf_free(&b);
+    return rc;
+}
+
+void config_free(gw_config *cfg)
+{
+    if (!cfg) return;
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].type == OPT_STR || opts[i].type == OPT_ENUM) free(*(char **)((char *)cfg + opts[i].off));
+    free_servers(cfg->servers, cfg->n_servers);
+    free_vservers(cfg->vservers, cfg->n_vservers);
+    free(cfg->gateway_ca_pem);
+    free(cfg);
+}

@@ -1,0 +1,83 @@
+/* config — the gateway's whole configuration: one option table drives command-line flags,
+ * environment variables, defaults, bounds and --help; the YAML file (Kuadrant's shape) adds
+ * servers, virtual servers and a few blocks. A loaded config is immutable and shared read-only
+ * by every loop; reload builds a new one. */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct gw_server_cfg {
+    char *name;        /* unique, may contain '/' */
+    char *url;         /* upstream MCP endpoint (http:// or https://) */
+    char *prefix;      /* "" when unset; federated name = prefix + upstream name */
+    char *hostname;    /* Kuadrant routing host: informational */
+    char *credential;  /* sent verbatim as Authorization upstream; NULL when unset */
+    char *ca_cert;     /* PEM; NULL when unset */
+    int   enabled;     /* state: "" / Enabled = 1, Disabled = 0 */
+    int   line;        /* line of the entry in the file, for messages */
+} gw_server_cfg;
+
+typedef struct gw_vserver_cfg {
+    char  *name;
+    char **tools;    size_t n_tools;   int tools_set;   /* omitted = all */
+    char **prompts;  size_t n_prompts; int prompts_set; /* omitted = all */
+    int    line;
+} gw_vserver_cfg;
+
+typedef struct gw_config {
+    /* --- options (the table in config.c) --- */
+    char  *config_file;        /* --mcp-gateway-config */
+    char  *listen_addr;        /* --mcp-broker-public-address host:port, default 127.0.0.1:8080 */
+    char  *public_host;        /* --mcp-gateway-public-host */
+    char  *metrics_addr;       /* --metrics-addr (accepted; "" = off) */
+    int    log_level;          /* --log-level */
+    char  *log_format;         /* --log-format txt|json */
+    long   session_length_min; /* --session-length, minutes */
+    long   check_interval_s;   /* --mcp-check-interval */
+    int    enforce_capability_filtering;
+    long   max_request_body;   /* --max-request-body-size bytes */
+    long   max_header_size;    /* --max-header-size bytes (whole header section) */
+    long   max_headers;        /* --max-headers count */
+    long   max_url_length;     /* --max-url-length */
+    long   max_json_depth;     /* --max-json-depth */
+    long   max_sessions;       /* --max-sessions */
+    long   session_idle_s;     /* --session-idle-timeout seconds */
+    long   upstream_timeout_ms;/* --upstream-timeout (seconds on the command line) */
+    long   max_upstream_response; /* --max-upstream-response-size bytes */
+    long   header_timeout_ms;  /* --header-timeout seconds */
+    long   idle_timeout_ms;    /* --keepalive-timeout seconds */
+    long   body_timeout_ms;    /* --body-timeout seconds */
+    long   max_sse_streams;    /* --max-sse-streams total */
+    long   max_client_queue;   /* --max-client-write-queue bytes */
+    int    workers;            /* --workers, 0 = number of cores */
+    char  *allowed_origins;    /* --allowed-origins comma list; NULL = defaults */
+    char  *signing_key;        /* GATEWAY_SIGNING_KEY (env only) */
+    char  *cache_url;          /* CACHE_CONNECTION_STRING (env only); NULL = in memory */
+    int    check_config;       /* --check-config */
+    int    allow_anonymous;    /* --allow-anonymous */
+
+    /* --- from the YAML file --- */
+    gw_server_cfg  *servers;   size_t n_servers;
+    gw_vserver_cfg *vservers;  size_t n_vservers;
+    char           *gateway_ca_pem;
+} gw_config;
+
+/* Parses argv and the environment (flags win over env, env over the file's options, then
+ * defaults), then loads the YAML file named by --mcp-gateway-config if any.
+ * Returns 0 and a new config in *out; 1 when the program should exit 0 at once (--help,
+ * --version printed); -1 on error with a message "file:line: what" or "--flag: what" in err. */
+int  config_load(int argc, char **argv, gw_config **out, char *err, size_t errlen);
+
+/* Loads only the YAML file into cfg (servers, virtual servers, blocks). Used by config_load
+ * and by reload. Unknown keys are warnings logged with file:line; errors go to err. */
+int  config_load_file(gw_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Same, from a string (tests); name is used in messages. */
+int  config_load_yaml(gw_config *cfg, const char *name, const char *yaml, size_t len, char *err, size_t errlen);
+
+void config_defaults(gw_config *cfg);   /* every option at its default; no servers. cfg is
+                                          * overwritten whole: give it a fresh (e.g. calloc'd) one */
+void config_free(gw_config *cfg);       /* frees everything cfg owns and cfg itself; NULL is fine */
+void config_usage(FILE *out);           /* --help text, generated from the table */
+#endif

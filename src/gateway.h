@@ -1,0 +1,59 @@
+/* gateway — the process-wide state and the per-loop worker, shared by the modules on a
+ * request's path. One gateway per process; N workers, each a thread with its own libuv loop,
+ * listener (SO_REUSEPORT), HTTP connections and upstream client; one control loop (the main
+ * thread) runs the upstream manager, the session reaper and signals. */
+#ifndef GW_GATEWAY_H
+#define GW_GATEWAY_H
+#include <pthread.h>
+#include <stdint.h>
+#include <uv.h>
+#include "config.h"
+#include "http.h"
+#include "jsonrpc.h"
+#include "session.h"
+#include "session_id.h"
+#include "upstream.h"
+
+#define GW_VERSION "0.1.0"
+
+typedef struct gateway gateway;
+typedef struct worker worker;
+typedef struct mcp_stream mcp_stream;
+
+struct worker {
+    gateway     *gw;
+    int          idx;
+    uv_loop_t    loop;
+    uv_async_t   wake;          /* list_changed fan-out, stop */
+    uv_timer_t   keepalive;     /* SSE comments on idle GET streams */
+    pthread_t    thread;
+    http_server *http;
+    upclient    *up;
+    mcp_stream  *streams;       /* open GET streams of this loop */
+    size_t       n_streams;
+    uint64_t     next_up_id;    /* ids of requests this loop sends upstream */
+    uint64_t     seen_tools_version;
+    int          stopping;
+    int          listen_fd;
+};
+
+struct gateway {
+    gw_config       *cfg;
+    session_keyring *keys;
+    session_table   *sessions;
+    jr_limits        jlim;
+    worker          *workers;
+    int              n_workers;
+    uv_loop_t       *ctl_loop;
+    struct upmgr    *mgr;
+    char           **origins;   /* allowed Origin patterns ("http://localhost:*") */
+    size_t           n_origins;
+    int              loopback;  /* bound to a loopback address: Host is checked */
+    uint64_t         tools_version;   /* bumped when the federated tool list changes (atomic) */
+    size_t           n_sse;           /* open GET streams, all loops (atomic) */
+    uint64_t         started;
+};
+
+/* Asks every worker to announce notifications/tools/list_changed to its GET streams. */
+void gateway_tools_changed(gateway *gw);
+#endif

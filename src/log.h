@@ -1,0 +1,17 @@
+/* log — one logging family for the whole gateway: levels as Kuadrant's --log-level
+ * (-4 debug, 0 info, 4 warn, 8 error), text or JSON lines on stderr. Thread-safe. */
+#ifndef GW_LOG_H
+#define GW_LOG_H
+
+enum { LOG_DEBUG = -4, LOG_INFO = 0, LOG_WARN = 4, LOG_ERROR = 8 };
+
+void log_setup(int level, int json);
+int  log_enabled(int level);
+void log_msg(int level, const char *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ctx: a short context (session id, server name, "config") or NULL. */
+#define log_debug(ctx, ...) do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, ctx, __VA_ARGS__); } while (0)
+#define log_info(ctx, ...)  log_msg(LOG_INFO, ctx, __VA_ARGS__)
+#define log_warn(ctx, ...)  log_msg(LOG_WARN, ctx, __VA_ARGS__)
+#define log_error(ctx, ...) log_msg(LOG_ERROR, ctx, __VA_ARGS__)
+#endif

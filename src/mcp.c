@@ -1,0 +1,479 @@
+/* mcp — the Streamable HTTP endpoint /mcp (MCP 2025-11-25; 2025-06-18 and 2025-03-26 accepted).
+ * The transport rules come first (Origin, Host, method, media types, protocol version,
+ * session), then the JSON-RPC message: answered here (initialize, ping, lists from the
+ * catalog) or relayed to the one upstream that owns it (relay.c). */
+#include "mcp.h"
+#include "catalog.h"
+#include "log.h"
+#include "relay.h"
+#include "sse.h"
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+struct mcp_stream {
+    worker     *w;
+    http_req   *req;
+    mcp_stream *prev, *next;
+};
+
+static const char expose[] = "Access-Control-Expose-Headers: Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate\r\n";
+
+/* ---- answers ------------------------------------------------------------------------------ */
+
+/* CORS for an allowed Origin (the check already passed), and the session header. */
+void mcp_extra_headers(worker *w, http_req *req, char *out, size_t cap, const char *session_id)
+{
+    buf b = {out, 0, cap, cap - 1};
+    out[0] = '\0';
+    const char *origin = http_req_header(req, "origin");
+    if (origin) {
+        buf_printf(&b, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+        buf_appends(&b, expose);
+    }
+    if (session_id) buf_printf(&b, "Mcp-Session-Id: %s\r\n", session_id);
+}
+
+void mcp_reply(worker *w, http_req *req, int status, const char *ctype, const char *body, size_t len,
+               const char *session_id)
+{
+    char extra[768];
+    mcp_extra_headers(w, req, extra, sizeof extra, session_id);
+    http_respond(req, status, extra, ctype, body, len);
+}
+
+void mcp_reply_error(worker *w, http_req *req, int status, json_t *id, int code, const char *message)
+{
+    char mem[1024];
+    buf b = {mem, 0, sizeof mem, sizeof mem - 1};
+    if (jsonrpc_error(&b, id, code, message) != 0) {
+        b.len = 0;
+        jsonrpc_error(&b, NULL, code, NULL);
+    }
+    mcp_reply(w, req, status, "application/json", b.data, b.len, NULL);
+}
+
+static void reply_result(worker *w, http_req *req, json_t *id, const char *result, size_t len, const char *sid)
+{
+    buf b;
+    buf_init(&b, len + 512);
+    char *ids = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
+    buf_printf(&b, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":", ids ? ids : "null");
+    free(ids);
+    buf_append(&b, result, len);
+    buf_append(&b, "}", 1);
+    mcp_reply(w, req, 200, "application/json", b.data, b.len, sid);
+    buf_free(&b);
+}
+
+/* ---- transport checks ----------------------------------------------------------------------- */
+
+/* "http://localhost:*" matches http://localhost and http://localhost:<port>. */
+static int origin_match(const char *pat, const char *origin)
+{
+    size_t pl = strlen(pat);
+    if (pl >= 2 && strcmp(pat + pl - 2, ":*") == 0) {
+        size_t base = pl - 2;
+        if (strncasecmp(pat, origin, base) != 0) return 0;
+        const char *rest = origin + base;
+        if (*rest == '\0') return 1;
+        if (*rest != ':' || !rest[1]) return 0;
+        for (rest++; *rest; rest++)
+            if (*rest < '0' || *rest > '9') return 0;
+        return 1;
+    }
+    return strcasecmp(pat, origin) == 0;
+}
+
+int mcp_origin_allowed(const gateway *gw, const char *origin)
+{
+    for (size_t i = 0; i < gw->n_origins; i++)
+        if (origin_match(gw->origins[i], origin)) return 1;
+    return 0;
+}
+
+/* On a loopback bind, a Host naming anything but loopback (or the public host) is a DNS
+ * rebinding attempt. */
+static int host_allowed(const gateway *gw, const char *host)
+{
+    if (!gw->loopback) return 1;
+    if (!host) return 0;
+    char h[256];
+    size_t n = strlen(host);
+    if (n >= sizeof h) return 0;
+    memcpy(h, host, n + 1);
+    char *end = h[0] == '[' ? strchr(h, ']') : strrchr(h, ':');
+    if (h[0] == '[') { if (!end) return 0; end[1] = '\0'; }
+    else if (end) *end = '\0';
+    if (!strcasecmp(h, "localhost") || !strcmp(h, "127.0.0.1") || !strcmp(h, "[::1]")) return 1;
+    const char *ph = gw->cfg->public_host;
+    if (ph && *ph) {
+        size_t pl = strcspn(ph, ":");
+        if (strlen(h) == pl && strncasecmp(h, ph, pl) == 0) return 1;
+    }
+    return 0;
+}
+
+static int header_has(const char *v, const char *token)
+{
+    return v && strcasestr(v, token) != NULL;
+}
+
+/* Validates Mcp-Session-Id. Returns 0, or answers the request and returns -1. */
+static int session_check(worker *w, http_req *req, session_claims *cl, const char **sid)
+{
+    gateway *gw = w->gw;
+    *sid = http_req_header(req, "mcp-session-id");
+    if (!*sid) {
+        mcp_reply_error(w, req, 400, NULL, JR_INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required");
+        return -1;
+    }
+    uint64_t now = (uint64_t)time(NULL);
+    int rc = session_id_decode(gw->keys, *sid, strlen(*sid), now, cl);
+    if (rc == SESSION_ID_OK) rc = session_touch(gw->sessions, *sid, cl->expires, now);
+    else rc = SESS_REVOKED;
+    if (rc == SESS_FULL) {
+        mcp_reply_error(w, req, 503, NULL, JR_INTERNAL_ERROR, "too many sessions");
+        return -1;
+    }
+    if (rc != SESS_OK) {
+        mcp_reply_error(w, req, 404, NULL, JR_INVALID_REQUEST, "Session not found");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- methods answered here -------------------------------------------------------------------- */
+
+static uint32_t client_caps(json_t *params)
+{
+    json_t *caps = json_object_get(params, "capabilities");
+    uint32_t c = 0;
+    if (json_object_get(caps, "sampling")) c |= SESSION_CAP_SAMPLING;
+    json_t *el = json_object_get(caps, "elicitation");
+    if (el) {
+        c |= SESSION_CAP_ELICITATION;
+        if (json_object_get(el, "url")) c |= SESSION_CAP_ELICITATION_URL;
+    }
+    json_t *roots = json_object_get(caps, "roots");
+    if (roots) {
+        c |= SESSION_CAP_ROOTS;
+        if (json_is_true(json_object_get(roots, "listChanged"))) c |= SESSION_CAP_ROOTS_LIST_CHANGED;
+    }
+    return c;
+}
+
+static void do_initialize(worker *w, http_req *req, jr_msg *m)
+{
+    gateway *gw = w->gw;
+    const char *asked = json_string_value(json_object_get(m->params, "protocolVersion"));
+    if (!json_is_object(m->params) || !asked) {
+        mcp_reply_error(w, req, 400, m->id, JR_INVALID_PARAMS, "initialize needs params.protocolVersion");
+        return;
+    }
+    int proto = session_proto_index(asked);
+    if (proto < 0) proto = SESSION_PROTO_COUNT - 1;   /* answer with the latest we speak */
+    session_claims cl;
+    uint64_t now = (uint64_t)time(NULL);
+    session_claims_init(&cl, now, (uint64_t)gw->cfg->session_length_min * 60);
+    cl.proto = (uint8_t)proto;
+    cl.client_caps = client_caps(m->params);
+    char sid[SESSION_ID_MAX];
+    session_id_encode(gw->keys, &cl, sid);
+    if (session_touch(gw->sessions, sid, cl.expires, now) == SESS_FULL) {
+        mcp_reply_error(w, req, 503, m->id, JR_INTERNAL_ERROR, "too many sessions: try again later");
+        return;
+    }
+    char result[512];
+    int n = snprintf(result, sizeof result,
+                     "{\"protocolVersion\":\"%s\",\"capabilities\":{\"tools\":{\"listChanged\":true}},"
+                     "\"serverInfo\":{\"name\":\"mcp-gateway\",\"version\":\"" GW_VERSION "\"}}",
+                     session_proto_name((uint8_t)proto));
+    reply_result(w, req, m->id, result, (size_t)n, sid);
+}
+
+static void do_tools_list(worker *w, http_req *req, jr_msg *m)
+{
+    catalog *c = catalog_acquire();
+    const char *vs = http_req_header(req, "x-mcp-virtualserver");
+    size_t len = 0;
+    const char *res = NULL;
+    if (c && vs) res = catalog_vs_result(c, vs, &len);
+    if (c && !res) { res = c->tools_result; len = c->tools_result_len; }
+    if (!res) { res = "{\"tools\":[]}"; len = strlen(res); }
+    reply_result(w, req, m->id, res, len, NULL);
+    catalog_unref(c);
+}
+
+/* May the virtual server named in the request use this tool? */
+static int vs_allows(const gateway *gw, const char *vs, const char *tool)
+{
+    if (!vs) return 1;
+    for (size_t i = 0; i < gw->cfg->n_vservers; i++) {
+        const gw_vserver_cfg *v = &gw->cfg->vservers[i];
+        if (strcmp(v->name, vs) != 0) continue;
+        if (!v->tools_set) return 1;
+        for (size_t k = 0; k < v->n_tools; k++)
+            if (strcmp(v->tools[k], tool) == 0) return 1;
+        return 0;
+    }
+    return 1;   /* unknown virtual server: the whole catalog */
+}
+
+static void do_tools_call(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl)
+{
+    const char *name = json_string_value(json_object_get(m->params, "name"));
+    if (!json_is_object(m->params) || !name) {
+        mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, "tools/call needs params.name");
+        return;
+    }
+    catalog *c = catalog_acquire();
+    const cat_tool *t = c ? catalog_find_tool(c, name) : NULL;
+    if (!t || !vs_allows(w->gw, http_req_header(req, "x-mcp-virtualserver"), name)) {
+        char msg2[300];
+        snprintf(msg2, sizeof msg2, "Unknown tool: %.200s", name);
+        mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, msg2);
+        catalog_unref(c);
+        return;
+    }
+    size_t server = (size_t)t->server;
+    json_object_set_new(m->params, "name", json_string(t->up_name));   /* the upstream's own name */
+    catalog_unref(c);
+    relay_start(w, req, sid, cl->proto, server, json_incref(msg));
+}
+
+static void do_request(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl)
+{
+    const char *meth = m->method;
+    if (!strcmp(meth, "ping") || !strcmp(meth, "logging/setLevel")) reply_result(w, req, m->id, "{}", 2, NULL);
+    else if (!strcmp(meth, "tools/list")) do_tools_list(w, req, m);
+    else if (!strcmp(meth, "tools/call")) do_tools_call(w, req, m, msg, sid, cl);
+    else if (!strcmp(meth, "prompts/list")) reply_result(w, req, m->id, "{\"prompts\":[]}", 14, NULL);
+    else if (!strcmp(meth, "resources/list")) reply_result(w, req, m->id, "{\"resources\":[]}", 16, NULL);
+    else if (!strcmp(meth, "resources/templates/list"))
+        reply_result(w, req, m->id, "{\"resourceTemplates\":[]}", 24, NULL);
+    else if (!strcmp(meth, "initialize"))
+        mcp_reply_error(w, req, 400, m->id, JR_INVALID_REQUEST, "initialize must not carry a session id");
+    else {
+        char msg2[200];
+        snprintf(msg2, sizeof msg2, "Method not found: %.120s", meth);
+        mcp_reply_error(w, req, 200, m->id, JR_METHOD_NOT_FOUND, msg2);
+    }
+}
+
+/* ---- POST / GET / DELETE ------------------------------------------------------------------------ */
+
+static void do_post(worker *w, http_req *req)
+{
+    gateway *gw = w->gw;
+    const char *ctype = http_req_header(req, "content-type");
+    if (!ctype || strncasecmp(ctype, "application/json", 16) != 0 || (ctype[16] && ctype[16] != ';' && ctype[16] != ' ')) {
+        mcp_reply_error(w, req, 415, NULL, JR_INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json");
+        return;
+    }
+    const char *accept = http_req_header(req, "accept");
+    if (accept && !header_has(accept, "application/json") && !header_has(accept, "text/event-stream") &&
+        !header_has(accept, "*/*")) {
+        mcp_reply_error(w, req, 406, NULL, JR_INVALID_REQUEST,
+                        "Not Acceptable: Accept must include application/json and text/event-stream");
+        return;
+    }
+    json_t *msg = NULL;
+    char err[200];
+    if (jsonrpc_parse(req->body.data ? req->body.data : "", req->body.len, &gw->jlim, &msg, err, sizeof err) != 0) {
+        char m2[260];
+        snprintf(m2, sizeof m2, "Parse error: %s", err);
+        mcp_reply_error(w, req, 400, NULL, JR_PARSE_ERROR, m2);
+        return;
+    }
+    if (json_is_array(msg)) {
+        /* batches: only 2025-03-26 had them; this gateway answers every later revision with -32600 */
+        json_decref(msg);
+        mcp_reply_error(w, req, 400, NULL, JR_INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported");
+        return;
+    }
+    jr_msg m;
+    if (jsonrpc_classify(msg, &gw->jlim, &m, err, sizeof err) != 0) {
+        char m2[260];
+        snprintf(m2, sizeof m2, "Invalid Request: %s", err);
+        mcp_reply_error(w, req, 400, m.id, JR_INVALID_REQUEST, m2);
+        json_decref(msg);
+        return;
+    }
+    if (m.kind == JR_REQUEST && !strcmp(m.method, "initialize") && !http_req_header(req, "mcp-session-id")) {
+        do_initialize(w, req, &m);
+        json_decref(msg);
+        return;
+    }
+    session_claims cl;
+    const char *sid;
+    if (session_check(w, req, &cl, &sid) != 0) { json_decref(msg); return; }
+    if (m.kind != JR_REQUEST) {
+        /* notifications and responses from the client: accepted */
+        mcp_reply(w, req, 202, NULL, NULL, 0, NULL);
+        json_decref(msg);
+        return;
+    }
+    do_request(w, req, &m, msg, sid, &cl);
+    json_decref(msg);
+}
+
+static void stream_unlink(mcp_stream *s)
+{
+    worker *w = s->w;
+    if (s->prev) s->prev->next = s->next; else w->streams = s->next;
+    if (s->next) s->next->prev = s->prev;
+    w->n_streams--;
+    __atomic_sub_fetch(&w->gw->n_sse, 1, __ATOMIC_RELAXED);
+}
+
+static void stream_abort(http_req *req)
+{
+    mcp_stream *s = req->ud;
+    stream_unlink(s);
+    free(s);
+}
+
+static void do_get(worker *w, http_req *req)
+{
+    gateway *gw = w->gw;
+    const char *accept = http_req_header(req, "accept");
+    if (!header_has(accept, "text/event-stream")) {
+        mcp_reply_error(w, req, 406, NULL, JR_INVALID_REQUEST, "Not Acceptable: GET needs Accept: text/event-stream");
+        return;
+    }
+    session_claims cl;
+    const char *sid;
+    if (session_check(w, req, &cl, &sid) != 0) return;
+    if (__atomic_load_n(&gw->n_sse, __ATOMIC_RELAXED) >= (size_t)gw->cfg->max_sse_streams) {
+        mcp_reply(w, req, 429, "application/json", "{\"error\":\"too many streams\"}", 28, NULL);
+        return;
+    }
+    mcp_stream *s = calloc(1, sizeof *s);
+    if (!s) { mcp_reply_error(w, req, 500, NULL, JR_INTERNAL_ERROR, "out of memory"); return; }
+    s->w = w;
+    s->req = req;
+    s->next = w->streams;
+    if (w->streams) w->streams->prev = s;
+    w->streams = s;
+    w->n_streams++;
+    __atomic_add_fetch(&gw->n_sse, 1, __ATOMIC_RELAXED);
+    req->ud = s;
+    req->on_abort = stream_abort;
+    char extra[768];
+    mcp_extra_headers(w, req, extra, sizeof extra, NULL);
+    strncat(extra, "Cache-Control: no-cache\r\n", sizeof extra - strlen(extra) - 1);
+    http_stream_begin(req, 200, extra, "text/event-stream");
+    http_stream_write(req, ": stream open\n\n", 15);
+}
+
+static void do_delete(worker *w, http_req *req)
+{
+    session_claims cl;
+    const char *sid;
+    if (session_check(w, req, &cl, &sid) != 0) return;
+    char **up = session_revoke(w->gw->sessions, sid, (uint64_t)time(NULL));
+    if (up) {
+        /* end the upstream sessions too (best effort, nobody waits) */
+        static const up_callbacks none = {NULL, NULL, NULL};
+        for (size_t i = 0; i < w->gw->cfg->n_servers; i++) {
+            if (!up[i]) continue;
+            char *sp = strchr(up[i], ' ');
+            if (sp && sp[1]) {
+                *sp = '\0';
+                up_req r = {.url = w->gw->cfg->servers[i].url, .method = "DELETE", .session_id = sp + 1,
+                            .protocol_version = up[i], .authorization = w->gw->cfg->servers[i].credential,
+                            .timeout_ms = 5000};
+                upclient_send(w->up, &r, &none, NULL);
+            }
+            free(up[i]);
+        }
+        free(up);
+    }
+    /* close this session's GET streams on this loop */
+    for (mcp_stream *s = w->streams, *n; s; s = n) {
+        n = s->next;
+        const char *ssid = http_req_header(s->req, "mcp-session-id");
+        if (ssid && strcmp(ssid, sid) == 0) {
+            http_req *sr = s->req;
+            sr->on_abort = NULL;
+            stream_unlink(s);
+            free(s);
+            http_stream_end(sr);
+        }
+    }
+    mcp_reply(w, req, 200, NULL, NULL, 0, NULL);
+}
+
+void mcp_handle(worker *w, http_req *req)
+{
+    gateway *gw = w->gw;
+    const char *origin = http_req_header(req, "origin");
+    if (origin && !mcp_origin_allowed(gw, origin)) {
+        http_respond(req, 403, NULL, "application/json", "{\"error\":\"Forbidden\",\"message\":\"Origin not allowed\"}", 51);
+        return;
+    }
+    if (!host_allowed(gw, http_req_header(req, "host"))) {
+        http_respond(req, 403, NULL, "application/json", "{\"error\":\"Forbidden\",\"message\":\"Host not allowed\"}", 49);
+        return;
+    }
+    const char *pv = http_req_header(req, "mcp-protocol-version");
+    if (pv && session_proto_index(pv) < 0 && req->method != HTTP_OPTIONS) {
+        char m[160];
+        snprintf(m, sizeof m, "Bad Request: unsupported MCP-Protocol-Version %.40s", pv);
+        mcp_reply_error(w, req, 400, NULL, JR_INVALID_REQUEST, m);
+        return;
+    }
+    switch (req->method) {
+    case HTTP_POST: do_post(w, req); break;
+    case HTTP_GET: do_get(w, req); break;
+    case HTTP_DELETE: do_delete(w, req); break;
+    case HTTP_OPTIONS: {
+        char extra[1024];
+        mcp_extra_headers(w, req, extra, sizeof extra, NULL);
+        strncat(extra,
+                "Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS\r\n"
+                "Access-Control-Allow-Headers: Content-Type, Authorization, Accept, Mcp-Session-Id, "
+                "MCP-Protocol-Version, Last-Event-ID\r\nAccess-Control-Max-Age: 3600\r\n",
+                sizeof extra - strlen(extra) - 1);
+        http_respond(req, 204, extra, NULL, NULL, 0);
+        break;
+    }
+    default:
+        http_respond(req, 405, "Allow: GET, POST, DELETE, OPTIONS\r\n", "application/json",
+                     "{\"error\":\"Method Not Allowed\"}", 30);
+    }
+}
+
+/* Writes notifications/tools/list_changed to every GET stream of this loop. */
+void mcp_broadcast_tools_changed(worker *w)
+{
+    static const char ev[] = "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+    for (mcp_stream *s = w->streams, *n; s; s = n) {
+        n = s->next;   /* a failed write closes the stream and unlinks s */
+        http_stream_write(s->req, ev, sizeof ev - 1);
+    }
+}
+
+void mcp_keepalive(worker *w)
+{
+    for (mcp_stream *s = w->streams, *n; s; s = n) {
+        n = s->next;
+        http_stream_write(s->req, ": keep-alive\n\n", 14);
+    }
+}
+
+void mcp_close_streams(worker *w)
+{
+    while (w->streams) {
+        mcp_stream *s = w->streams;
+        http_req *r = s->req;
+        r->on_abort = NULL;
+        stream_unlink(s);
+        free(s);
+        http_stream_end(r);
+    }
+}

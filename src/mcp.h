@@ -1,0 +1,21 @@
+/* mcp — the Streamable HTTP endpoint /mcp: transport rules, sessions, local answers,
+ * GET streams. See mcp.c. */
+#ifndef GW_MCP_H
+#define GW_MCP_H
+#include "gateway.h"
+#include <jansson.h>
+
+void mcp_handle(worker *w, http_req *req);
+int  mcp_origin_allowed(const gateway *gw, const char *origin);
+
+/* Answers with CORS headers for the request's Origin and, when given, Mcp-Session-Id. */
+void mcp_reply(worker *w, http_req *req, int status, const char *ctype, const char *body, size_t len,
+               const char *session_id);
+void mcp_reply_error(worker *w, http_req *req, int status, json_t *id, int code, const char *message);
+void mcp_extra_headers(worker *w, http_req *req, char *out, size_t cap, const char *session_id);
+
+/* GET streams of one loop. */
+void mcp_broadcast_tools_changed(worker *w);
+void mcp_keepalive(worker *w);
+void mcp_close_streams(worker *w);
+#endif

@@ -1,0 +1,324 @@
+/* relay — one client request forwarded to the upstream that owns it, the answer relayed back
+ * as it streams. Steps: find (or create) this session's upstream session — initialize and
+ * notifications/initialized on first use, again when the upstream has forgotten it —, POST the
+ * request with the gateway's own id, then relay: a JSON answer is re-identified and sent as
+ * application/json; an SSE answer opens an SSE response to the client at its first interim
+ * message (progress, logging), each event passed through, the final response re-identified. */
+#include "relay.h"
+#include "catalog.h"
+#include "log.h"
+#include "mcp.h"
+#include "sse.h"
+#include "up_rpc.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { RL_INIT, RL_NOTIFY, RL_CALL };
+
+typedef struct relay {
+    worker        *w;
+    http_req      *req;          /* NULL once the client is gone */
+    const gw_server_cfg *srv;
+    size_t         server;
+    char           gw_sid[SESSION_ID_MAX];
+    char           up_sid[192];  /* "<version> <session id>" as stored in the session table */
+    const char    *up_version;   /* points into up_sid */
+    const char    *up_session;   /* points into up_sid */
+    uint8_t        proto;
+    json_t        *msg;          /* the client's message, id replaced (owned) */
+    json_t        *client_id;    /* owned */
+    uint64_t       up_id;
+    int            step;
+    int            retried;
+    long           status;
+    int            sse;          /* upstream answers with SSE */
+    int            streaming;    /* client SSE response open */
+    int            answered;
+    int            in_cb;        /* inside one of our callbacks: an abort only marks req NULL */
+    up_rpc        *rpc;
+    up_call       *call;
+    buf            body;
+    sse_parser     parser;
+} relay;
+
+static void relay_step(relay *r);
+
+static void relay_free(relay *r)
+{
+    json_decref(r->msg);
+    json_decref(r->client_id);
+    buf_free(&r->body);
+    sse_parser_free(&r->parser);
+    free(r);
+}
+
+/* The client went away: stop the upstream work. */
+static void on_abort(http_req *req)
+{
+    relay *r = req->ud;
+    r->req = NULL;
+    if (r->in_cb) return;        /* the callback on the stack sees req == NULL and cleans up */
+    if (r->rpc) { up_rpc_cancel(r->rpc); r->rpc = NULL; }
+    if (r->call) { up_call_cancel(r->call); r->call = NULL; }
+    relay_free(r);
+}
+
+static void relay_error(relay *r, int code, const char *fmt, const char *arg)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, r->srv->name, arg ? arg : "");
+    if (r->req) {
+        r->req->on_abort = NULL;
+        if (r->streaming) {
+            buf b;
+            buf_init(&b, 4096);
+            buf e;
+            buf_init(&e, 4096);
+            jsonrpc_error(&e, r->client_id, code, msg);
+            sse_format(&b, NULL, NULL, e.data, e.len);
+            http_stream_write(r->req, b.data, b.len);
+            http_stream_end(r->req);
+            buf_free(&b);
+            buf_free(&e);
+        } else {
+            mcp_reply_error(r->w, r->req, 200, r->client_id, code, msg);
+        }
+        r->req = NULL;
+    }
+}
+
+/* Sends one upstream message (already re-identified) to the client. */
+static void relay_message(relay *r, json_t *m, int final)
+{
+    if (!r->req) return;
+    char *s = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    if (!s) return;
+    if (final && !r->streaming) {
+        r->req->on_abort = NULL;
+        mcp_reply(r->w, r->req, 200, "application/json", s, strlen(s), NULL);
+        r->req = NULL;
+        free(s);
+        return;
+    }
+    if (!r->streaming) {
+        char extra[512];
+        mcp_extra_headers(r->w, r->req, extra, sizeof extra, NULL);
+        strncat(extra, "Cache-Control: no-cache\r\n", sizeof extra - strlen(extra) - 1);
+        http_stream_begin(r->req, 200, extra, "text/event-stream");
+        r->streaming = 1;
+    }
+    buf b;
+    buf_init(&b, (size_t)1 << 30);
+    sse_format(&b, NULL, NULL, s, strlen(s));
+    free(s);
+    http_stream_write(r->req, b.data, b.len);
+    buf_free(&b);
+    if (final) {
+        r->req->on_abort = NULL;
+        http_stream_end(r->req);
+        r->req = NULL;
+    }
+}
+
+/* One message from the upstream: the response to our request, or something before it. */
+static void relay_upstream_msg(relay *r, const char *data, size_t len)
+{
+    json_t *m = json_loadb(data, len, 0, NULL);
+    if (!json_is_object(m)) { json_decref(m); return; }
+    json_t *id = json_object_get(m, "id");
+    int is_resp = !json_object_get(m, "method") && (json_object_get(m, "result") || json_object_get(m, "error"));
+    if (is_resp) {
+        if (json_is_integer(id) && (uint64_t)json_integer_value(id) == r->up_id) {
+            json_object_set(m, "id", r->client_id);
+            r->answered = 1;
+            relay_message(r, m, 1);
+        }
+    } else {
+        /* notifications (progress: the token is the client's own, untouched) */
+        relay_message(r, m, 0);
+    }
+    json_decref(m);
+}
+
+static void on_sse_event(void *ud, const char *event, const char *data, size_t len, const char *id)
+{
+    relay *r = ud;
+    if (strcmp(event, "message") == 0 && len) relay_upstream_msg(r, data, len);
+}
+
+static void on_head(up_call *c, void *ud, long status, const char *ctype, const char *sid)
+{
+    relay *r = ud;
+    r->status = status;
+    r->sse = ctype && strncmp(ctype, "text/event-stream", 17) == 0;
+}
+
+static void on_data(up_call *c, void *ud, const char *d, size_t n)
+{
+    relay *r = ud;
+    if (r->status < 200 || r->status >= 300) return;   /* error bodies are not relayed */
+    r->in_cb = 1;
+    if (r->sse) {
+        if (sse_parser_feed(&r->parser, d, n)) relay_error(r, JR_INTERNAL_ERROR, "upstream %s: event too large%s", "");
+    } else if (buf_append(&r->body, d, n)) {
+        relay_error(r, JR_INTERNAL_ERROR, "upstream %s: response too large%s", "");
+    }
+    if (!r->req || r->answered) {   /* done with this call */
+        r->call = NULL;
+        up_call_cancel(c);
+        relay_free(r);
+        return;
+    }
+    r->in_cb = 0;
+}
+
+static void on_done(up_call *c, void *ud, const char *err)
+{
+    relay *r = ud;
+    r->call = NULL;
+    r->in_cb = 1;
+    if (!r->req) { relay_free(r); return; }
+    if (!err && (r->status == 404 || (r->status == 400 && r->up_session)) && !r->retried && !r->streaming) {
+        /* the upstream no longer knows the session: a new one, then the call again, once */
+        r->retried = 1;
+        session_set_upstream(r->w->gw->sessions, r->gw_sid, r->server, NULL);
+        r->up_sid[0] = '\0';
+        r->up_session = r->up_version = NULL;
+        r->step = RL_INIT;
+        buf_reset(&r->body);
+        relay_step(r);
+        return;
+    }
+    if (err) relay_error(r, JR_INTERNAL_ERROR, "upstream server %s unavailable: %s", err);
+    else if (r->status < 200 || r->status >= 300) {
+        char st[32];
+        snprintf(st, sizeof st, "%ld", r->status);
+        relay_error(r, JR_INTERNAL_ERROR, "upstream server %s answered HTTP %s", st);
+    } else if (!r->sse) {
+        relay_upstream_msg(r, r->body.data ? r->body.data : "", r->body.len);
+        if (!r->answered) relay_error(r, JR_INTERNAL_ERROR, "upstream server %s sent no valid response%s", "");
+    } else if (!r->answered) {
+        relay_error(r, JR_INTERNAL_ERROR, "upstream server %s ended its stream without a response%s", "");
+    }
+    relay_free(r);
+}
+
+static const up_callbacks relay_cb = {on_head, on_data, on_done};
+
+static void up_base(relay *r, up_req *u)
+{
+    const gw_config *cfg = r->w->gw->cfg;
+    memset(u, 0, sizeof *u);
+    u->url = r->srv->url;
+    u->session_id = r->up_session;
+    u->protocol_version = r->up_version;
+    u->authorization = r->srv->credential;
+    u->ca_pem = r->srv->ca_cert ? r->srv->ca_cert : cfg->gateway_ca_pem;
+    u->timeout_ms = cfg->upstream_timeout_ms;
+    u->max_body = (size_t)cfg->max_upstream_response;
+}
+
+static void split_up_sid(relay *r)
+{
+    char *sp = strchr(r->up_sid, ' ');
+    if (!sp) { r->up_sid[0] = '\0'; return; }
+    *sp = '\0';
+    r->up_version = r->up_sid;
+    r->up_session = *(sp + 1) ? sp + 1 : NULL;
+}
+
+static void on_notified(void *ud, json_t *resp, const char *err, long status, const char *sid)
+{
+    relay *r = ud;
+    r->rpc = NULL;
+    r->in_cb = 1;
+    if (!r->req) { relay_free(r); return; }
+    if (err) { relay_error(r, JR_INTERNAL_ERROR, "upstream server %s: initialization failed: %s", err); relay_free(r); return; }
+    /* remember it for the session's next calls: "<version> <session id>" */
+    char stored[192];
+    snprintf(stored, sizeof stored, "%s %s", r->up_version, r->up_session ? r->up_session : "");
+    session_set_upstream(r->w->gw->sessions, r->gw_sid, r->server, stored);
+    r->step = RL_CALL;
+    relay_step(r);
+}
+
+static void on_initialized(void *ud, json_t *resp, const char *err, long status, const char *sid)
+{
+    relay *r = ud;
+    r->rpc = NULL;
+    r->in_cb = 1;
+    if (!r->req) { relay_free(r); return; }
+    json_t *result = json_object_get(resp, "result");
+    if (!json_is_object(result)) {
+        relay_error(r, JR_INTERNAL_ERROR, "upstream server %s: initialize failed: %s", err ? err : "error answer");
+        relay_free(r);
+        return;
+    }
+    const char *v = json_string_value(json_object_get(result, "protocolVersion"));
+    if (!v || session_proto_index(v) < 0) v = session_proto_name(r->proto);
+    snprintf(r->up_sid, sizeof r->up_sid, "%s %s", v, sid ? sid : "");
+    split_up_sid(r);
+    r->step = RL_NOTIFY;
+    relay_step(r);
+}
+
+static void relay_step(relay *r)
+{
+    up_req u;
+    up_base(r, &u);
+    worker *w = r->w;
+    switch (r->step) {
+    case RL_INIT: {
+        u.session_id = u.protocol_version = NULL;
+        json_t *params = json_pack("{s:s,s:{},s:{s:s,s:s}}", "protocolVersion", session_proto_name(r->proto),
+                                   "capabilities", "clientInfo", "name", "mcp-gateway", "version", GW_VERSION);
+        r->rpc = up_rpc_send(w->up, &u, "initialize", params, ++w->next_up_id, on_initialized, r);
+        break;
+    }
+    case RL_NOTIFY:
+        r->rpc = up_rpc_send(w->up, &u, "notifications/initialized", NULL, 0, on_notified, r);
+        break;
+    case RL_CALL: {
+        r->up_id = ++w->next_up_id;
+        json_object_set_new(r->msg, "id", json_integer((json_int_t)r->up_id));
+        char *body = json_dumps(r->msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        u.method = "POST";
+        u.body = body;
+        u.body_len = body ? strlen(body) : 0;
+        r->status = 0;
+        r->sse = 0;
+        r->call = body ? upclient_send(w->up, &u, &relay_cb, r) : NULL;
+        free(body);
+        break;
+    }
+    }
+    if (!r->rpc && !r->call) { relay_error(r, JR_INTERNAL_ERROR, "upstream server %s: could not send%s", ""); relay_free(r); return; }
+    r->in_cb = 0;   /* waiting for the upstream now */
+}
+
+void relay_start(worker *w, http_req *req, const char *gw_sid, uint8_t proto, size_t server, json_t *msg)
+{
+    relay *r = calloc(1, sizeof *r);
+    if (!r) { json_decref(msg); mcp_reply_error(w, req, 500, NULL, JR_INTERNAL_ERROR, "out of memory"); return; }
+    r->w = w;
+    r->req = req;
+    r->server = server;
+    r->srv = &w->gw->cfg->servers[server];
+    r->proto = proto;
+    r->msg = msg;
+    r->client_id = json_incref(json_object_get(msg, "id"));
+    snprintf(r->gw_sid, sizeof r->gw_sid, "%s", gw_sid);
+    buf_init(&r->body, (size_t)w->gw->cfg->max_upstream_response);
+    sse_parser_init(&r->parser, (size_t)w->gw->cfg->max_upstream_response, on_sse_event, r);
+    req->ud = r;
+    req->on_abort = on_abort;
+    r->in_cb = 1;
+    if (session_get_upstream(w->gw->sessions, gw_sid, server, r->up_sid, sizeof r->up_sid) == 0) {
+        split_up_sid(r);
+        r->step = RL_CALL;
+    } else {
+        r->step = RL_INIT;
+    }
+    relay_step(r);
+}

@@ -1,0 +1,174 @@
+/* server — the listeners and the worker loops: N threads, each with its own libuv loop, its
+ * own SO_REUSEPORT listening socket (the kernel spreads connections), HTTP connections and
+ * upstream client; plus the router from path to module. */
+#include "server.h"
+#include "health.h"
+#include "log.h"
+#include "mcp.h"
+#include <arpa/inet.h>
+#include <llhttp.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define KEEPALIVE_MS 15000
+
+/* "host:port", "[v6]:port" or ":port" → sockaddr. */
+int server_parse_addr(const char *addr, struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+    char host[256];
+    const char *port;
+    if (addr[0] == '[') {
+        const char *e = strchr(addr, ']');
+        if (!e || e[1] != ':') goto bad;
+        snprintf(host, sizeof host, "%.*s", (int)(e - addr - 1), addr + 1);
+        port = e + 2;
+    } else {
+        const char *c = strrchr(addr, ':');
+        if (!c) goto bad;
+        snprintf(host, sizeof host, "%.*s", (int)(c - addr), addr);
+        port = c + 1;
+    }
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (!*port || *end || p < 0 || p > 65535) goto bad;
+    memset(ss, 0, sizeof *ss);
+    if (!host[0]) strcpy(host, "0.0.0.0");
+    if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)p);
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)p);
+    } else {
+        goto bad;
+    }
+    return 0;
+bad:
+    snprintf(err, errlen, "--mcp-broker-public-address: '%s' is not host:port (IPv4, [IPv6] or localhost)", addr);
+    return -1;
+}
+
+int server_is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+int server_listen(const struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) goto fail;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    socklen_t len = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    if (bind(fd, (const struct sockaddr *)ss, len) < 0) goto fail;
+    if (listen(fd, 4096) < 0) goto fail;
+    return fd;
+fail:
+    snprintf(err, errlen, "cannot listen: %s", strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
+/* ---- routing ------------------------------------------------------------------------------ */
+
+static void route(http_req *req, void *ctx)
+{
+    worker *w = ctx;
+    const char *p = req->path;
+    if (strcmp(p, "/mcp") == 0) mcp_handle(w, req);
+    else if (!strcmp(p, "/healthz") || !strcmp(p, "/readyz") || !strcmp(p, "/status") || !strncmp(p, "/status/", 8)) {
+        if (req->method != HTTP_GET && req->method != HTTP_HEAD)
+            http_respond(req, 405, "Allow: GET\r\n", "application/json", "{\"error\":\"Method Not Allowed\"}", 30);
+        else health_handle(w, req);
+    } else {
+        http_respond(req, 404, NULL, "application/json", "{\"error\":\"Not Found\"}", 21);
+    }
+}
+
+/* ---- workers --------------------------------------------------------------------------------- */
+
+static void on_closed_handle(uv_handle_t *h) { (void)h; }
+
+static void on_http_closed(http_server *s, void *arg)
+{
+    worker *w = arg;
+    http_server_free(s);
+    w->http = NULL;
+    upclient_free(w->up);
+    w->up = NULL;
+    uv_close((uv_handle_t *)&w->wake, on_closed_handle);
+    uv_close((uv_handle_t *)&w->keepalive, on_closed_handle);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    worker *w = a->data;
+    if (w->stopping == 1) {
+        w->stopping = 2;
+        uv_timer_stop(&w->keepalive);
+        mcp_close_streams(w);
+        http_server_close(w->http, on_http_closed, w);
+        return;
+    }
+    uint64_t v = __atomic_load_n(&w->gw->tools_version, __ATOMIC_ACQUIRE);
+    if (v != w->seen_tools_version) {
+        w->seen_tools_version = v;
+        mcp_broadcast_tools_changed(w);
+    }
+}
+
+static void on_keepalive(uv_timer_t *t) { mcp_keepalive(t->data); }
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+int server_start_worker(worker *w, const http_limits *lim)
+{
+    if (uv_loop_init(&w->loop)) return -1;
+    w->http = http_server_new(&w->loop, lim, route, w);
+    w->up = upclient_new(&w->loop);
+    if (!w->http || !w->up) return -1;
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    uv_timer_init(&w->loop, &w->keepalive);
+    w->keepalive.data = w;
+    uv_timer_start(&w->keepalive, on_keepalive, KEEPALIVE_MS, KEEPALIVE_MS);
+    w->seen_tools_version = __atomic_load_n(&w->gw->tools_version, __ATOMIC_ACQUIRE);
+    if (http_server_listen_fd(w->http, w->listen_fd)) return -1;
+    return pthread_create(&w->thread, NULL, worker_main, w) ? -1 : 0;
+}
+
+void server_stop_worker(worker *w)
+{
+    w->stopping = 1;
+    uv_async_send(&w->wake);
+}
+
+void server_join_worker(worker *w)
+{
+    pthread_join(w->thread, NULL);
+    uv_loop_close(&w->loop);
+}
+
+void gateway_tools_changed(gateway *gw)
+{
+    __atomic_add_fetch(&gw->tools_version, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < gw->n_workers; i++)
+        if (gw->workers[i].http) uv_async_send(&gw->workers[i].wake);
+}

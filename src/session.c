@@ -1,0 +1,218 @@
+#include "session.h"
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SHARDS 64
+
+typedef struct sess {
+    struct sess *next;
+    uint64_t     expires;
+    uint64_t     last_used;
+    int          revoked;
+    char       **up;        /* n_servers upstream session ids (NULL = none yet) */
+    char         id[];
+} sess;
+
+typedef struct shard {
+    pthread_mutex_t lock;
+    sess          **buckets;
+    size_t          n_buckets;
+} shard;
+
+struct session_table {
+    shard    shards[SHARDS];
+    size_t   max;
+    size_t   n_servers;
+    uint64_t idle_s;
+    size_t   count;        /* atomic */
+};
+
+static uint64_t hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a: ids are MACed, so not attacker-chosen */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+session_table *session_table_new(size_t max_sessions, size_t n_servers, uint64_t idle_s)
+{
+    session_table *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->max = max_sessions;
+    t->n_servers = n_servers;
+    t->idle_s = idle_s;
+    for (int i = 0; i < SHARDS; i++) {
+        pthread_mutex_init(&t->shards[i].lock, NULL);
+        t->shards[i].n_buckets = 1024;
+        t->shards[i].buckets = calloc(1024, sizeof(sess *));
+    }
+    return t;
+}
+
+static void sess_free(session_table *t, sess *s)
+{
+    if (s->up)
+        for (size_t i = 0; i < t->n_servers; i++) free(s->up[i]);
+    free(s->up);
+    free(s);
+}
+
+void session_table_free(session_table *t)
+{
+    if (!t) return;
+    for (int i = 0; i < SHARDS; i++) {
+        shard *sh = &t->shards[i];
+        for (size_t b = 0; b < sh->n_buckets; b++)
+            for (sess *s = sh->buckets[b], *n; s; s = n) { n = s->next; sess_free(t, s); }
+        free(sh->buckets);
+        pthread_mutex_destroy(&sh->lock);
+    }
+    free(t);
+}
+
+/* Locks the shard of id and returns the bucket head pointer. */
+static sess **slot(session_table *t, const char *id, shard **out)
+{
+    uint64_t h = hash(id);
+    shard *sh = &t->shards[h % SHARDS];
+    pthread_mutex_lock(&sh->lock);
+    *out = sh;
+    return &sh->buckets[(h / SHARDS) % sh->n_buckets];
+}
+
+static sess *find(sess **head, const char *id)
+{
+    for (sess *s = *head; s; s = s->next)
+        if (strcmp(s->id, id) == 0) return s;
+    return NULL;
+}
+
+static void grow(shard *sh)
+{
+    size_t nb = sh->n_buckets * 2;
+    sess **b = calloc(nb, sizeof *b);
+    if (!b) return;
+    for (size_t i = 0; i < sh->n_buckets; i++)
+        for (sess *s = sh->buckets[i], *n; s; s = n) {
+            n = s->next;
+            size_t k = (hash(s->id) / SHARDS) % nb;
+            s->next = b[k];
+            b[k] = s;
+        }
+    free(sh->buckets);
+    sh->buckets = b;
+    sh->n_buckets = nb;
+}
+
+int session_touch(session_table *t, const char *id, uint64_t expires, uint64_t now)
+{
+    shard *sh;
+    sess **head = slot(t, id, &sh);
+    sess *s = find(head, id);
+    int rc = SESS_OK;
+    if (s) {
+        if (s->revoked) rc = SESS_REVOKED;
+        else s->last_used = now;
+    } else if (__atomic_load_n(&t->count, __ATOMIC_RELAXED) >= t->max) {
+        rc = SESS_FULL;
+    } else {
+        size_t l = strlen(id);
+        s = calloc(1, sizeof *s + l + 1);
+        if (!s) rc = SESS_FULL;
+        else {
+            memcpy(s->id, id, l + 1);
+            s->expires = expires;
+            s->last_used = now;
+            s->up = calloc(t->n_servers ? t->n_servers : 1, sizeof *s->up);
+            s->next = *head;
+            *head = s;
+            size_t n = __atomic_add_fetch(&t->count, 1, __ATOMIC_RELAXED);
+            if (n / SHARDS > sh->n_buckets * 2) grow(sh);
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+int session_get_upstream(session_table *t, const char *id, size_t server, char *out, size_t cap)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    int rc = -1;
+    if (s && !s->revoked && server < t->n_servers && s->up[server] && strlen(s->up[server]) < cap) {
+        strcpy(out, s->up[server]);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+void session_set_upstream(session_table *t, const char *id, size_t server, const char *up_sid)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    if (s && !s->revoked && server < t->n_servers) {
+        free(s->up[server]);
+        s->up[server] = up_sid ? strdup(up_sid) : NULL;
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+char **session_revoke(session_table *t, const char *id, uint64_t now)
+{
+    shard *sh;
+    sess **head = slot(t, id, &sh);
+    sess *s = find(head, id);
+    char **up = NULL;
+    if (!s) {  /* not seen here yet: keep a tombstone so that it stays dead in this process */
+        size_t l = strlen(id);
+        s = calloc(1, sizeof *s + l + 1);
+        if (s) {
+            memcpy(s->id, id, l + 1);
+            s->expires = now + 86400 * 365;   /* bounded by the id's own expiry when known */
+            s->up = calloc(t->n_servers ? t->n_servers : 1, sizeof *s->up);
+            s->next = *head;
+            *head = s;
+            __atomic_add_fetch(&t->count, 1, __ATOMIC_RELAXED);
+        }
+    } else {
+        up = s->up;
+        s->up = calloc(t->n_servers ? t->n_servers : 1, sizeof *s->up);
+    }
+    if (s) s->revoked = 1;
+    pthread_mutex_unlock(&sh->lock);
+    return up;
+}
+
+size_t session_reap(session_table *t, uint64_t now)
+{
+    size_t dropped = 0;
+    for (int i = 0; i < SHARDS; i++) {
+        shard *sh = &t->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        for (size_t b = 0; b < sh->n_buckets; b++) {
+            sess **pp = &sh->buckets[b];
+            while (*pp) {
+                sess *s = *pp;
+                if (s->expires <= now) {
+                    *pp = s->next;
+                    sess_free(t, s);
+                    __atomic_sub_fetch(&t->count, 1, __ATOMIC_RELAXED);
+                    dropped++;
+                    continue;
+                }
+                if (!s->revoked && t->idle_s && s->last_used + t->idle_s <= now) {
+                    s->revoked = 1;   /* idle: the id is dead here, the tombstone lives to expiry */
+                    for (size_t k = 0; k < t->n_servers; k++) { free(s->up[k]); s->up[k] = NULL; }
+                    dropped++;
+                }
+                pp = &s->next;
+            }
+        }
+        pthread_mutex_unlock(&sh->lock);
+    }
+    return dropped;
+}
+
+size_t session_count(session_table *t) { return __atomic_load_n(&t->count, __ATOMIC_RELAXED); }

@@ -1,0 +1,29 @@
+/* session — what this process holds for a gateway session: the upstream session ids (one per
+ * upstream, created lazily), revocation, idle time. The id itself is self-contained and signed
+ * (session_id.h): any replica with the key accepts it, and a process that has no entry for a
+ * valid id simply starts a fresh one (re-initializing upstreams: lossy for stateful upstreams).
+ * Revocation (DELETE, reaping) reaches only this process: the entry stays as a tombstone until
+ * the id's own expiry. Shared by all loops: 64 shards, each with its own mutex. */
+#ifndef GW_SESSION_H
+#define GW_SESSION_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct session_table session_table;
+
+session_table *session_table_new(size_t max_sessions, size_t n_servers, uint64_t idle_s);
+void session_table_free(session_table *t);
+
+enum { SESS_OK = 0, SESS_REVOKED = -1, SESS_FULL = -2 };
+/* Finds or creates the entry for a verified id; touches it. SESS_REVOKED after DELETE/reap. */
+int  session_touch(session_table *t, const char *id, uint64_t expires, uint64_t now);
+/* Copies the upstream session id for server into out (NUL-terminated). 0 when present. */
+int  session_get_upstream(session_table *t, const char *id, size_t server, char *out, size_t cap);
+void session_set_upstream(session_table *t, const char *id, size_t server, const char *up_sid);
+/* Marks revoked; returns the upstream session ids (malloc'd array of malloc'd strings or NULL
+ * entries, n_servers long) so that the caller can end them upstream; NULL when unknown. */
+char **session_revoke(session_table *t, const char *id, uint64_t now);
+/* Removes expired entries and revokes idle ones. Returns how many were dropped. */
+size_t session_reap(session_table *t, uint64_t now);
+size_t session_count(session_table *t);
+#endif

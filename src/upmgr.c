@@ -1,0 +1,343 @@
+/* upmgr — the upstream manager, on the control loop: for each configured server it
+ * initializes a session of its own, lists the tools (every page), keeps a GET stream open for
+ * list_changed, pings every --mcp-check-interval seconds, withdraws the tools after 3
+ * consecutive failures and brings them back when the server answers again. Every change
+ * publishes a new catalog; a change of the federated tool list is announced to clients. */
+#include "upmgr.h"
+#include "catalog.h"
+#include "log.h"
+#include "sse.h"
+#include "up_rpc.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FAILS_TO_WITHDRAW 3
+#define MAX_TOOL_PAGES    100
+
+enum phase { PH_DOWN, PH_INIT, PH_NOTIFY, PH_LIST, PH_READY };
+
+typedef struct up_server {
+    struct upmgr        *m;
+    size_t               idx;
+    const gw_server_cfg *cfg;
+    int                  phase;
+    int                  published;  /* its tools are in the catalog */
+    int                  failures;
+    int                  relist;     /* list_changed arrived while busy */
+    int                  pages;
+    char                 sid[160];
+    char                 version[16];
+    char                 message[256];
+    time_t               last_validated;
+    json_t              *tools;      /* current list (owned) */
+    json_t              *paging;     /* being collected (owned) */
+    up_rpc              *rpc;        /* in flight */
+    up_call             *stream;     /* GET stream for notifications */
+    sse_parser           sse;
+    int                  stream_ok;  /* GET is supported (not 405) */
+} up_server;
+
+struct upmgr {
+    gateway    *gw;
+    uv_loop_t  *loop;
+    upclient   *up;
+    uv_timer_t  tick;
+    up_server  *servers;
+    size_t      n;
+    uint64_t    next_id;
+    char       *last_tools;  /* tools/list result last announced */
+    int         stopping;
+};
+
+static void server_step(up_server *s);
+
+static void base_req(up_server *s, up_req *r, long timeout_ms)
+{
+    memset(r, 0, sizeof *r);
+    r->url = s->cfg->url;
+    r->session_id = s->sid[0] ? s->sid : NULL;
+    r->protocol_version = s->version[0] ? s->version : NULL;
+    r->authorization = s->cfg->credential;
+    r->ca_pem = s->cfg->ca_cert ? s->cfg->ca_cert : s->m->gw->cfg->gateway_ca_pem;
+    r->timeout_ms = timeout_ms;
+    r->max_body = (size_t)s->m->gw->cfg->max_upstream_response;
+}
+
+static long rpc_timeout(up_server *s) { return s->m->gw->cfg->upstream_timeout_ms; }
+
+/* ---- the catalog ------------------------------------------------------------------------ */
+
+static void publish(struct upmgr *m)
+{
+    cat_input *in = calloc(m->n ? m->n : 1, sizeof *in);
+    for (size_t i = 0; i < m->n; i++) {
+        up_server *s = &m->servers[i];
+        in[i].name = s->cfg->name;
+        in[i].prefix = s->cfg->prefix;
+        in[i].ready = s->published;
+        in[i].message = s->message;
+        in[i].last_validated = s->last_validated;
+        in[i].tools = s->tools;
+    }
+    catalog *c = catalog_build(m->gw->cfg, in, m->n);
+    free(in);
+    if (!c) return;
+    int changed = !m->last_tools || strcmp(m->last_tools, c->tools_result) != 0;
+    if (changed) {
+        free(m->last_tools);
+        m->last_tools = strdup(c->tools_result);
+    }
+    catalog_publish(c);
+    if (changed) gateway_tools_changed(m->gw);
+}
+
+static void set_message(up_server *s, const char *fmt, const char *arg)
+{
+    snprintf(s->message, sizeof s->message, fmt, arg ? arg : "");
+}
+
+/* A failure of any step: count it; withdraw the tools after FAILS_TO_WITHDRAW in a row. */
+static void server_failed(up_server *s, const char *what, const char *err, long status)
+{
+    s->failures++;
+    s->rpc = NULL;
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s failed: %s", what, err ? err : "unknown error");
+    set_message(s, "%s", msg);
+    log_warn(s->cfg->name, "%s (%d in a row)", msg, s->failures);
+    if (status == 404 || (status == 400 && s->phase == PH_READY)) {
+        s->sid[0] = '\0';          /* the upstream forgot our session: start over */
+        s->phase = PH_DOWN;
+    } else if (s->phase != PH_READY) {
+        s->phase = PH_DOWN;
+    }
+    if (s->failures >= FAILS_TO_WITHDRAW && s->published) {
+        log_warn(s->cfg->name, "withdrawing its tools after %d consecutive failures", s->failures);
+        s->published = 0;
+        s->phase = PH_DOWN;
+        s->sid[0] = '\0';
+        if (s->stream) { up_call_cancel(s->stream); s->stream = NULL; }
+        publish(s->m);
+    }
+}
+
+/* ---- GET stream: notifications from the upstream ------------------------------------------ */
+
+static void on_stream_event(void *ud, const char *event, const char *data, size_t len, const char *id)
+{
+    up_server *s = ud;
+    json_t *msg = json_loadb(data, len, 0, NULL);
+    const char *method = json_string_value(json_object_get(msg, "method"));
+    if (method && strcmp(method, "notifications/tools/list_changed") == 0) {
+        log_info(s->cfg->name, "tools/list_changed: listing again");
+        if (s->phase == PH_READY && !s->rpc) { s->phase = PH_LIST; server_step(s); }
+        else s->relist = 1;
+    }
+    json_decref(msg);
+}
+
+static void on_stream_head(up_call *c, void *ud, long status, const char *ctype, const char *sid)
+{
+    up_server *s = ud;
+    if (status == 405) s->stream_ok = 0;
+}
+
+static void on_stream_data(up_call *c, void *ud, const char *d, size_t n)
+{
+    up_server *s = ud;
+    if (sse_parser_feed(&s->sse, d, n)) { up_call_cancel(c); s->stream = NULL; }
+}
+
+static void on_stream_done(up_call *c, void *ud, const char *err)
+{
+    up_server *s = ud;
+    s->stream = NULL;   /* reopened on the next tick */
+}
+
+static const up_callbacks stream_cb = {on_stream_head, on_stream_data, on_stream_done};
+
+static void open_stream(up_server *s)
+{
+    if (s->stream || !s->stream_ok || !s->sid[0]) return;
+    sse_parser_free(&s->sse);
+    sse_parser_init(&s->sse, 1 << 20, on_stream_event, s);
+    up_req r;
+    base_req(s, &r, 0);
+    r.method = "GET";
+    s->stream = upclient_send(s->m->up, &r, &stream_cb, s);
+}
+
+/* ---- the steps: initialize → notifications/initialized → tools/list (pages) → ready ------- */
+
+static void on_list(void *ud, json_t *resp, const char *err, long status, const char *sid)
+{
+    up_server *s = ud;
+    s->rpc = NULL;
+    json_t *result = json_object_get(resp, "result");
+    json_t *tools = json_object_get(result, "tools");
+    if (!json_is_array(tools)) {
+        server_failed(s, "tools/list", err ? err : "no tools array in the answer", status);
+        json_decref(s->paging); s->paging = NULL;
+        return;
+    }
+    if (!s->paging) s->paging = json_array();
+    json_array_extend(s->paging, tools);
+    const char *next = json_string_value(json_object_get(result, "nextCursor"));
+    if (next && *next && ++s->pages < MAX_TOOL_PAGES) {
+        up_req r;
+        base_req(s, &r, rpc_timeout(s));
+        s->rpc = up_rpc_send(s->m->up, &r, "tools/list", json_pack("{s:s}", "cursor", next), ++s->m->next_id, on_list, s);
+        return;
+    }
+    json_decref(s->tools);
+    s->tools = s->paging;
+    s->paging = NULL;
+    s->phase = PH_READY;
+    s->failures = 0;
+    s->published = 1;
+    s->last_validated = time(NULL);
+    snprintf(s->message, sizeof s->message, "server ready with %zu tools", json_array_size(s->tools));
+    log_info(s->cfg->name, "%s", s->message);
+    publish(s->m);
+    open_stream(s);
+    if (s->relist) { s->relist = 0; s->phase = PH_LIST; server_step(s); }
+}
+
+static void on_notified(void *ud, json_t *resp, const char *err, long status, const char *sid)
+{
+    up_server *s = ud;
+    s->rpc = NULL;
+    if (err) { server_failed(s, "notifications/initialized", err, status); return; }
+    s->phase = PH_LIST;
+    server_step(s);
+}
+
+static void on_init(void *ud, json_t *resp, const char *err, long status, const char *sid)
+{
+    up_server *s = ud;
+    s->rpc = NULL;
+    json_t *result = json_object_get(resp, "result");
+    if (!json_is_object(result)) {
+        server_failed(s, "initialize", err ? err : "error answer", status);
+        return;
+    }
+    snprintf(s->sid, sizeof s->sid, "%s", sid ? sid : "");
+    const char *v = json_string_value(json_object_get(result, "protocolVersion"));
+    snprintf(s->version, sizeof s->version, "%s", v && session_proto_index(v) >= 0 ? v : "2025-11-25");
+    s->stream_ok = 1;
+    s->phase = PH_NOTIFY;
+    server_step(s);
+}
+
+static void server_step(up_server *s)
+{
+    if (s->rpc || s->m->stopping) return;
+    up_req r;
+    base_req(s, &r, rpc_timeout(s));
+    switch (s->phase) {
+    case PH_DOWN:
+    case PH_INIT:
+        s->phase = PH_INIT;
+        s->sid[0] = s->version[0] = '\0';
+        r.session_id = NULL;
+        r.protocol_version = NULL;
+        s->rpc = up_rpc_send(s->m->up, &r, "initialize",
+                             json_pack("{s:s,s:{},s:{s:s,s:s}}", "protocolVersion", "2025-11-25", "capabilities",
+                                       "clientInfo", "name", "mcp-gateway", "version", GW_VERSION),
+                             ++s->m->next_id, on_init, s);
+        break;
+    case PH_NOTIFY:
+        s->rpc = up_rpc_send(s->m->up, &r, "notifications/initialized", NULL, 0, on_notified, s);
+        break;
+    case PH_LIST:
+        s->pages = 0;
+        json_decref(s->paging);
+        s->paging = NULL;
+        s->rpc = up_rpc_send(s->m->up, &r, "tools/list", NULL, ++s->m->next_id, on_list, s);
+        break;
+    default:
+        break;
+    }
+    if (!s->rpc && s->phase != PH_READY) server_failed(s, "request", "could not start", 0);
+}
+
+static void on_ping(void *ud, json_t *resp, const char *err, long status, const char *sid)
+{
+    up_server *s = ud;
+    s->rpc = NULL;
+    if (!resp || !json_object_get(resp, "result")) {
+        server_failed(s, "ping", err ? err : "error answer", status);
+        return;
+    }
+    s->failures = 0;
+    s->last_validated = time(NULL);
+    open_stream(s);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct upmgr *m = t->data;
+    for (size_t i = 0; i < m->n; i++) {
+        up_server *s = &m->servers[i];
+        if (!s->cfg->enabled || s->rpc) continue;
+        if (s->phase == PH_READY) {
+            up_req r;
+            base_req(s, &r, rpc_timeout(s) < 10000 ? rpc_timeout(s) : 10000);
+            s->rpc = up_rpc_send(m->up, &r, "ping", NULL, ++m->next_id, on_ping, s);
+        } else {
+            server_step(s);
+        }
+    }
+    session_reap(m->gw->sessions, (uint64_t)time(NULL));
+}
+
+struct upmgr *upmgr_start(gateway *gw, uv_loop_t *loop)
+{
+    struct upmgr *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->gw = gw;
+    m->loop = loop;
+    m->up = upclient_new(loop);
+    m->n = gw->cfg->n_servers;
+    m->servers = calloc(m->n ? m->n : 1, sizeof *m->servers);
+    for (size_t i = 0; i < m->n; i++) {
+        up_server *s = &m->servers[i];
+        s->m = m;
+        s->idx = i;
+        s->cfg = &gw->cfg->servers[i];
+        s->stream_ok = 1;
+        sse_parser_init(&s->sse, 1 << 20, on_stream_event, s);
+        set_message(s, s->cfg->enabled ? "connecting" : "disabled", NULL);
+    }
+    publish(m);   /* an empty catalog first: clients can connect at once */
+    for (size_t i = 0; i < m->n; i++)
+        if (m->servers[i].cfg->enabled) server_step(&m->servers[i]);
+    uv_timer_init(loop, &m->tick);
+    m->tick.data = m;
+    uint64_t every = (uint64_t)gw->cfg->check_interval_s * 1000;
+    uv_timer_start(&m->tick, on_tick, every, every);
+    return m;
+}
+
+void upmgr_stop(struct upmgr *m)
+{
+    if (!m) return;
+    m->stopping = 1;
+    uv_timer_stop(&m->tick);
+    uv_close((uv_handle_t *)&m->tick, NULL);
+    for (size_t i = 0; i < m->n; i++) {
+        up_server *s = &m->servers[i];
+        if (s->rpc) up_rpc_cancel(s->rpc);
+        s->rpc = NULL;
+        s->stream = NULL;   /* freed with the client */
+        sse_parser_free(&s->sse);
+        json_decref(s->tools);
+        json_decref(s->paging);
+    }
+    upclient_free(m->up);
+    free(m->servers);
+    free(m->last_tools);
+    free(m);
+}

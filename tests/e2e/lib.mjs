@@ -1,0 +1,445 @@
+// Shared helpers for the end-to-end suites (node:test).
+// Every suite starts its own processes on free ports and kills them in after(): suites are independent.
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+export { sleep };
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const BUILD = process.env.BUILD || "build";
+const BUILD_DIR = path.isAbsolute(BUILD) ? BUILD : path.join(ROOT, BUILD);
+export const GATEWAY_BIN = process.env.GATEWAY_BIN || path.join(BUILD_DIR, "mcp-gateway");
+export const EXAMPLE_BIN = process.env.EXAMPLE_BIN || path.join(BUILD_DIR, "mcp-example-server");
+export const EVERYTHING_JS = path.join(ROOT, "tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+export const LOG_DIR = process.env.TEST_LOG_DIR || path.join(BUILD_DIR, "test-logs");
+export const PROTOCOL_VERSION = "2025-11-25";
+/** A fixed test key (>= 32 bytes) for GATEWAY_SIGNING_KEY. */
+export const SIGNING_KEY = "e2e-test-signing-key-0123456789abcdef-0123456789";
+
+// name of the running suite file ("10-federation"), used to prefix log files
+const SUITE = path.basename(process.argv[1] || "e2e", ".mjs").replace(/\.test$/, "");
+fs.mkdirSync(LOG_DIR, { recursive: true });
+
+const procs = new Set();
+const tmpDirs = new Set();
+
+// ------------------------------------------------------------------ ports
+
+/** A port that was free a moment ago (bind port 0, read it, close). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function freePorts(n) {
+  const out = new Set();
+  while (out.size < n) out.add(await freePort());
+  return [...out];
+}
+
+// ------------------------------------------------------------------ processes
+
+/**
+ * Spawn a process with stdout+stderr appended to $LOG_DIR/<suite>-<name>.log.
+ * Returns { name, child, pid, logFile, exited (promise of {code, signal}), running(), log(), stop(), kill() }.
+ */
+export function spawnProc(name, cmd, args = [], { env = {}, cwd = ROOT } = {}) {
+  const logFile = path.join(LOG_DIR, `${SUITE}-${name.replace(/[^A-Za-z0-9_.-]+/g, "_")}.log`);
+  const fd = fs.openSync(logFile, "a");
+  fs.writeSync(fd, `\n=== ${new Date().toISOString()} $ ${[cmd, ...args].join(" ")}\n`);
+  const logStart = fs.fstatSync(fd).size;
+  let child;
+  try {
+    child = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", fd, fd] });
+  } finally {
+    fs.closeSync(fd);
+  }
+  const p = { name, child, pid: child.pid, logFile, exitInfo: null };
+  p.exited = new Promise((resolve) => {
+    child.on("error", (err) => { p.exitInfo = { code: null, signal: null, error: err }; procs.delete(p); resolve(p.exitInfo); });
+    child.on("exit", (code, signal) => { p.exitInfo = { code, signal }; procs.delete(p); resolve(p.exitInfo); });
+  });
+  p.running = () => p.exitInfo === null;
+  /** This run's output so far. */
+  p.log = () => { try { return fs.readFileSync(logFile, "utf8").slice(logStart); } catch { return ""; } };
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit info. */
+  p.stop = async (graceMs = 3000) => {
+    if (!p.running()) return p.exitInfo;
+    child.kill("SIGTERM");
+    const t = setTimeout(() => { if (p.running()) child.kill("SIGKILL"); }, graceMs);
+    const info = await p.exited;
+    clearTimeout(t);
+    return info;
+  };
+  p.kill = async (sig = "SIGKILL") => { if (p.running()) child.kill(sig); return p.exited; };
+  procs.add(p);
+  return p;
+}
+
+/** Stop every process this suite started (SIGTERM, then SIGKILL) and remove temp dirs. Call from after(). */
+export async function cleanup() {
+  await Promise.all([...procs].map((p) => p.stop(2000)));
+  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+  tmpDirs.clear();
+}
+// last resort if a suite dies without after(): never leave servers behind
+process.on("exit", () => { for (const p of procs) try { p.child.kill("SIGKILL"); } catch {} });
+
+function describeExit(p) {
+  const i = p.exitInfo;
+  if (!i) return "";
+  const how = i.error ? `failed to start: ${i.error.message}` : i.signal ? `killed by ${i.signal}` : `exited with code ${i.code}`;
+  const tail = p.log().trim().split("\n").slice(-15).join("\n    ");
+  return `${p.name} ${how}; log ${p.logFile}:\n    ${tail}`;
+}
+
+/** Poll `fn` until it returns a truthy value; throws `what` (with the last error) after `timeout` ms. */
+export async function waitFor(fn, { timeout = 10000, interval = 100, what = "condition", proc } = {}) {
+  const deadline = Date.now() + timeout;
+  let lastErr;
+  for (;;) {
+    if (proc && !proc.running()) throw new Error(`waiting for ${what}: ${describeExit(proc)}`);
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) { lastErr = e; }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what}` + (lastErr ? ` (last error: ${lastErr.message})` : "") +
+        (proc ? ` [${proc.name} log: ${proc.logFile}]` : ""));
+    }
+    await sleep(interval);
+  }
+}
+
+/** Wait until 127.0.0.1:port accepts TCP connections. */
+export function waitPort(port, opts = {}) {
+  return waitFor(() => new Promise((resolve) => {
+    const s = net.connect({ port, host: "127.0.0.1" });
+    s.once("connect", () => { s.destroy(); resolve(true); });
+    s.once("error", () => { s.destroy(); resolve(false); });
+  }), { what: `TCP port ${port}`, ...opts });
+}
+
+/** Wait until an HTTP GET on url answers (any status, or one accepted by `ok(status)`). */
+export function waitHttp(url, { ok = () => true, ...opts } = {}) {
+  return waitFor(async () => {
+    const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    await r.body?.cancel();
+    return ok(r.status);
+  }, { what: `HTTP ${url}`, ...opts });
+}
+
+/** Wait until nothing listens on the port any more. */
+export function waitPortClosed(port, opts = {}) {
+  return waitFor(() => new Promise((resolve) => {
+    const s = net.connect({ port, host: "127.0.0.1" });
+    s.once("connect", () => { s.destroy(); resolve(false); });
+    s.once("error", () => { s.destroy(); resolve(true); });
+  }), { what: `port ${port} to close`, ...opts });
+}
+
+// ------------------------------------------------------------------ config files
+
+export function tmpDir() {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `mcp-e2e-${SUITE}-`));
+  tmpDirs.add(d);
+  return d;
+}
+
+const q = (v) => JSON.stringify(String(v));   // a JSON string is a valid YAML double-quoted scalar
+
+/** Write a gateway YAML config; servers: [{ name, url, prefix, ...other scalar keys }]. Returns its path. */
+export function writeConfig(servers, { file = "gateway.yaml", dir = tmpDir() } = {}) {
+  let y = "servers:\n";
+  for (const s of servers) {
+    const { name, url, ...rest } = s;
+    y += `  - name: ${q(name)}\n    url: ${q(url)}\n`;
+    for (const [k, v] of Object.entries(rest)) if (v !== undefined) y += `    ${k}: ${typeof v === "boolean" ? v : q(v)}\n`;
+  }
+  const f = path.join(dir, file);
+  fs.writeFileSync(f, y);
+  return f;
+}
+
+export function writeFile(name, text, dir = tmpDir()) {
+  const f = path.join(dir, name);
+  fs.writeFileSync(f, text);
+  return f;
+}
+
+// ------------------------------------------------------------------ servers
+
+/** Our C example server (build/mcp-example-server). Resolves when its port accepts. */
+export async function startExample({ name = "server1", port, tools, args = [], logName } = {}) {
+  port ??= await freePort();
+  const a = ["--port", String(port), "--name", name, ...(tools ? ["--tools", tools] : []), ...args];
+  const p = spawnProc(logName || `example-${name}`, EXAMPLE_BIN, a);
+  await waitPort(port, { proc: p, what: `example server ${name} on port ${port}` });
+  p.port = port;
+  p.url = `http://127.0.0.1:${port}/mcp`;
+  return p;
+}
+
+/** The reference server-everything (streamable HTTP, path /mcp). */
+export async function startEverything({ port, logName = "everything" } = {}) {
+  port ??= await freePort();
+  const p = spawnProc(logName, process.execPath, [EVERYTHING_JS, "streamableHttp"], { env: { PORT: String(port) } });
+  await waitPort(port, { proc: p, what: `server-everything on port ${port}` });
+  p.port = port;
+  p.url = `http://127.0.0.1:${port}/mcp`;
+  return p;
+}
+
+/**
+ * The gateway. `servers` (written to a temp YAML) or `config` (a path); extra flags in `args`.
+ * Resolves when /healthz answers. Returns the process with .port, .base and .url (…/mcp).
+ */
+export async function startGateway({ servers, config, port, args = [], env = {}, logName = "gateway", checkInterval } = {}) {
+  port ??= await freePort();
+  config ??= writeConfig(servers ?? []);
+  const a = ["--mcp-gateway-config", config, "--mcp-broker-public-address", `127.0.0.1:${port}`,
+             ...(checkInterval ? ["--mcp-check-interval", String(checkInterval)] : []), ...args];
+  const p = spawnProc(logName, GATEWAY_BIN, a, { env: { GATEWAY_SIGNING_KEY: SIGNING_KEY, ...env } });
+  p.port = port;
+  p.base = `http://127.0.0.1:${port}`;
+  p.url = `${p.base}/mcp`;
+  p.config = config;
+  await waitHttp(`${p.base}/healthz`, { proc: p, what: `gateway /healthz on port ${port}` });
+  return p;
+}
+
+/** Run a binary to completion (e.g. --check-config) and capture stdout/stderr. */
+export function runSync(cmd, args, { env = {}, timeout = 15000 } = {}) {
+  const r = spawnSync(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, encoding: "utf8", timeout });
+  if (r.error) throw new Error(`cannot run ${cmd}: ${r.error.message}`);
+  const logFile = path.join(LOG_DIR, `${SUITE}-runs.log`);
+  fs.appendFileSync(logFile, `\n=== $ ${[cmd, ...args].join(" ")}\n--- status ${r.status} signal ${r.signal}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}\n`);
+  return r;
+}
+
+/** Sanitizer / UBSan reports in a process log (empty array when clean). */
+export function sanitizerErrors(text) {
+  return text.split("\n").filter((l) => /ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|SUMMARY: (Address|Leak|Undefined)/.test(l));
+}
+
+// ------------------------------------------------------------------ MCP clients
+
+/** Connect the official SDK client. Returns { client, transport }. */
+export async function connect(url, { name = "e2e-client", capabilities = {}, headers } = {}) {
+  const transport = new StreamableHTTPClientTransport(new URL(url), headers ? { requestInit: { headers } } : undefined);
+  const client = new Client({ name, version: "1.0.0" }, { capabilities });
+  await client.connect(transport);
+  return { client, transport };
+}
+
+/** All tools (following pagination). */
+export async function listAllTools(client) {
+  const tools = [];
+  let cursor;
+  do {
+    const r = await client.listTools(cursor ? { cursor } : undefined);
+    tools.push(...r.tools);
+    cursor = r.nextCursor;
+  } while (cursor);
+  return tools;
+}
+
+export async function toolNames(client) {
+  return (await listAllTools(client)).map((t) => t.name).sort();
+}
+
+/** Poll tools/list until pred(names) holds. */
+export function waitTools(client, pred, { timeout = 10000, what = "tools/list to change" } = {}) {
+  let last = [];
+  return waitFor(async () => { last = await toolNames(client); return pred(last) ? last : null; },
+    { timeout, interval: 250, what }).catch((e) => { e.message += `; last tools/list: ${last.join(", ")}`; throw e; });
+}
+
+/** The text of a tool result's first content item. */
+export const textOf = (r) => r?.content?.find((c) => c.type === "text")?.text;
+
+// ------------------------------------------------------------------ raw HTTP (fetch) helpers
+
+export const JSON_SSE = "application/json, text/event-stream";
+
+/** Headers for a raw POST inside a session. */
+export function mcpHeaders(sessionId, extra = {}) {
+  return { "content-type": "application/json", accept: JSON_SSE, "mcp-protocol-version": PROTOCOL_VERSION,
+           ...(sessionId ? { "mcp-session-id": sessionId } : {}), ...extra };
+}
+
+/**
+ * Read JSON-RPC messages from a response (application/json or text/event-stream) until one has `id`
+ * (when given) or the body ends. Returns { status, headers, messages, message (the one with id) }.
+ */
+export async function readMcp(res, { id, timeout = 10000 } = {}) {
+  const ct = res.headers.get("content-type") || "";
+  const out = { status: res.status, headers: res.headers, contentType: ct, messages: [], message: undefined };
+  if (!ct.includes("text/event-stream")) {
+    const text = await res.text();
+    out.text = text;
+    if (text) {
+      try {
+        const j = JSON.parse(text);
+        out.messages = Array.isArray(j) ? j : [j];
+      } catch { /* not JSON */ }
+    }
+  } else {
+    const reader = res.body.getReader();
+    const dec = new TextDecoder();
+    let buf = "";
+    const deadline = Date.now() + timeout;
+    outer: for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) { reader.cancel().catch(() => {}); throw new Error(`SSE: no message with id ${id} within ${timeout} ms`); }
+      let timer;
+      const chunk = await Promise.race([reader.read(),
+        new Promise((r) => { timer = setTimeout(() => r({ timeout: true }), left); })]);
+      clearTimeout(timer);
+      if (chunk.timeout) continue;
+      if (chunk.done) break;
+      buf += dec.decode(chunk.value, { stream: true }).replace(/\r\n?/g, "\n");
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        const ev = buf.slice(0, i); buf = buf.slice(i + 2);
+        const data = ev.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, "")).join("\n");
+        if (!data) continue;
+        try { out.messages.push(JSON.parse(data)); } catch { continue; }
+        if (id !== undefined && out.messages.at(-1).id === id) { reader.cancel().catch(() => {}); break outer; }
+      }
+    }
+  }
+  out.message = id !== undefined ? out.messages.find((m) => m.id === id) : out.messages[0];
+  return out;
+}
+
+/** POST one JSON-RPC message (object) or raw text; reads the answer with readMcp. */
+export async function rpc(url, body, { sessionId, headers = {}, id = body?.id } = {}) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: mcpHeaders(sessionId, headers),
+    body: typeof body === "string" ? body : JSON.stringify(body),
+    signal: AbortSignal.timeout(15000),
+  });
+  return readMcp(res, { id });
+}
+
+/** initialize + notifications/initialized over raw fetch; returns the session id and the initialize result. */
+export async function rawSession(url, { protocolVersion = PROTOCOL_VERSION, headers = {} } = {}) {
+  const init = await rpc(url, {
+    jsonrpc: "2.0", id: 1, method: "initialize",
+    params: { protocolVersion, capabilities: {}, clientInfo: { name: "e2e-raw", version: "1.0.0" } },
+  }, { headers: { "mcp-protocol-version": protocolVersion, ...headers } });
+  if (init.status !== 200 || !init.message?.result) throw new Error(`initialize failed: HTTP ${init.status} ${JSON.stringify(init.messages)}`);
+  const sessionId = init.headers.get("mcp-session-id");
+  if (!sessionId) throw new Error("initialize answered without Mcp-Session-Id");
+  const n = await fetch(url, { method: "POST", headers: mcpHeaders(sessionId, { "mcp-protocol-version": protocolVersion, ...headers }),
+                               body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) });
+  await n.body?.cancel();
+  return { sessionId, result: init.message.result, initializedStatus: n.status };
+}
+
+// ------------------------------------------------------------------ raw HTTP over a new TCP connection
+
+/**
+ * One HTTP/1.1 request on a fresh TCP connection (Connection: close), for malformed / oversized input.
+ * `body` is a string or Buffer; headers are sent as given (no automatic Content-Type; Content-Length is added
+ * unless a content-length key is present, and a key whose value is undefined is not sent).
+ * Resolves { status, headers (lower-case), body, json } or { error } when the connection fails with no answer.
+ * A server that answers early (413/431) and closes is fine: write errors after the answer are ignored.
+ */
+export function rawHttp(port, { method = "POST", path: p = "/mcp", headers = {}, body, timeout = 10000 } = {}) {
+  return new Promise((resolve) => {
+    const bodyBuf = body === undefined ? null : Buffer.isBuffer(body) ? body : Buffer.from(body);
+    const h = { host: `127.0.0.1:${port}`, connection: "close", ...headers };
+    if (bodyBuf && !Object.keys(h).some((k) => k.toLowerCase() === "content-length")) h["content-length"] = String(bodyBuf.length);
+    let head = `${method} ${p} HTTP/1.1\r\n`;
+    for (const [k, v] of Object.entries(h)) if (v !== undefined && v !== null) head += `${k}: ${v}\r\n`;
+    head += "\r\n";
+    const sock = net.connect({ port, host: "127.0.0.1" });
+    const chunks = [];
+    let done = false;
+    const finish = (r) => { if (done) return; done = true; clearTimeout(timer); sock.destroy(); resolve(r); };
+    const timer = setTimeout(() => finish(parse() ?? { error: new Error(`no complete answer within ${timeout} ms`) }), timeout);
+    const parse = (final = false) => {
+      const buf = Buffer.concat(chunks);
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return null;
+      const lines = buf.subarray(0, end).toString("latin1").split("\r\n");
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
+      if (!m) return { error: new Error(`bad status line: ${lines[0]}`) };
+      const hdrs = {};
+      for (const l of lines.slice(1)) {
+        const c = l.indexOf(":");
+        if (c > 0) hdrs[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim();
+      }
+      let rest = buf.subarray(end + 4);
+      let bodyOut;
+      if (hdrs["content-length"] !== undefined) {
+        const n = Number(hdrs["content-length"]);
+        if (rest.length < n && !final) return null;
+        bodyOut = rest.subarray(0, n);
+      } else if (/chunked/i.test(hdrs["transfer-encoding"] || "")) {
+        const parts = [];
+        let off = 0, complete = false;
+        for (;;) {
+          const le = rest.indexOf("\r\n", off);
+          if (le < 0) break;
+          const size = parseInt(rest.subarray(off, le).toString("latin1"), 16);
+          if (Number.isNaN(size)) break;
+          if (size === 0) { complete = true; break; }
+          if (rest.length < le + 2 + size + 2) break;
+          parts.push(rest.subarray(le + 2, le + 2 + size));
+          off = le + 2 + size + 2;
+        }
+        if (!complete && !final) return null;
+        bodyOut = Buffer.concat(parts);
+      } else if (final || [204, 304].includes(Number(m[1])) || method === "HEAD") {
+        bodyOut = rest;
+      } else {
+        return null;   // body until close
+      }
+      const text = bodyOut.toString("utf8");
+      let json;
+      try { json = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
+      return { status: Number(m[1]), headers: hdrs, body: text, json };
+    };
+    sock.on("data", (d) => { chunks.push(d); const r = parse(); if (r) finish(r); });
+    sock.on("end", () => finish(parse(true) ?? { error: new Error("connection closed without an answer") }));
+    sock.on("close", () => finish(parse(true) ?? { error: new Error("connection closed without an answer") }));
+    sock.on("error", (e) => {
+      // EPIPE/ECONNRESET after the server already answered and closed: use what was read
+      const r = parse(true);
+      finish(r ?? { error: e });
+    });
+    sock.on("connect", () => {
+      sock.write(head);
+      if (bodyBuf) {
+        // write the body in pieces so that an early answer can be read while we are still sending
+        let off = 0;
+        const step = 64 * 1024;
+        const writeMore = () => {
+          while (!done && off < bodyBuf.length) {
+            const ok = sock.write(bodyBuf.subarray(off, off + step));
+            off += step;
+            if (!ok) { sock.once("drain", writeMore); return; }
+          }
+        };
+        writeMore();
+      }
+    });
+  });
+}
