@@ -13,6 +13,7 @@
 #define HTTP_MAX_CONNS    100000
 
 enum conn_state { CS_IDLE, CS_HEADERS, CS_BODY, CS_INFLIGHT, CS_CLOSING };
+#define HTTP_LINGER_MS 2000        /* after a final response: read and discard, then close */
 
 struct http_conn {
     uv_tcp_t        tcp;          /* first: handle->data unused, container_of by cast */
@@ -28,6 +29,8 @@ struct http_conn {
     int             reading;
     int             close_after;
     int             closing;
+    int             failed;       /* a write failed: closed from the loop, never re-entrantly */
+    int             counted;      /* in srv->n_conns until its handles have closed */
     int             in_parse;     /* conn_parse is on the stack: finished requests don't recurse */
     int             handles_open;
     struct http_conn *prev, *next;
@@ -58,6 +61,8 @@ typedef struct write_req {
 } write_req;
 
 static void conn_close(http_conn *c);
+static void conn_close_timer(uv_timer_t *t);
+static void conn_fail_later(http_conn *c);
 static void conn_dispatch(http_conn *c);
 static void conn_parse(http_conn *c, const char *data, size_t len);
 static void conn_arm_timer(http_conn *c);
@@ -131,24 +136,23 @@ static void on_write(uv_write_t *w, int status)
     if (c->req && c->req->on_drain && before > c->srv->lim.max_write_queue / 2 &&
         c->queued <= c->srv->lim.max_write_queue / 2)
         c->req->on_drain(c->req);
-    if (c->queued == 0 && c->state == CS_CLOSING) conn_close(c);
 }
 
 /* Writes iov with uv_try_write, queues the rest. Returns -1 when the connection is dead. */
 static int conn_writev(http_conn *c, uv_buf_t *iov, int n)
 {
-    if (c->closing) return -1;
+    if (c->closing || c->failed) return -1;
     size_t total = 0;
     for (int i = 0; i < n; i++) total += iov[i].len;
     size_t done = 0;
     if (c->queued == 0) {
         int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
         if (r >= 0) done = (size_t)r;
-        else if (r != UV_EAGAIN) { conn_close(c); return -1; }
+        else if (r != UV_EAGAIN) { conn_fail_later(c); return -1; }
     }
     if (done == total) return 0;
     write_req *wr = malloc(sizeof *wr + (total - done));
-    if (!wr) { conn_close(c); return -1; }
+    if (!wr) { conn_fail_later(c); return -1; }
     size_t off = 0, skip = done;
     for (int i = 0; i < n; i++) {
         size_t l = iov[i].len;
@@ -162,7 +166,7 @@ static int conn_writev(http_conn *c, uv_buf_t *iov, int n)
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)off);
     if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
         free(wr);
-        conn_close(c);
+        conn_fail_later(c);
         return -1;
     }
     c->queued += off;
@@ -180,6 +184,30 @@ static void head_build(buf *h, http_req *req, int status, const char *extra, con
     buf_appends(h, "\r\n");
 }
 
+static void on_shutdown(uv_shutdown_t *sr, int status)
+{
+    free(sr);
+}
+
+/* Lingering close (as nginx): send FIN once the response is written, then read and discard
+ * what the client still sends for a while, so that an early answer (413, 431) is not lost
+ * to a TCP reset of unread data. */
+static void conn_linger(http_conn *c)
+{
+    c->state = CS_CLOSING;
+    uv_shutdown_t *sr = malloc(sizeof *sr);
+    if (!sr || uv_shutdown(sr, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        free(sr);
+        conn_close(c);
+        return;
+    }
+    if (!c->reading) {
+        c->reading = 1;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+    uv_timer_start(&c->timer, (uv_timer_cb)conn_close_timer, HTTP_LINGER_MS, 0);
+}
+
 /* The response is complete: next request, or close. */
 static void req_finish(http_req *req)
 {
@@ -187,9 +215,9 @@ static void req_finish(http_req *req)
     int keep = req->keep_alive && !c->close_after && !c->srv->closing;
     req_free(req);
     c->req = NULL;
+    if (c->failed) return;   /* the close is on its way */
     if (!keep) {
-        c->state = CS_CLOSING;
-        if (c->queued == 0) conn_close(c);
+        conn_linger(c);
         return;
     }
     c->state = CS_IDLE;
@@ -211,22 +239,29 @@ static void req_finish(http_req *req)
 
 void http_req_close_after(http_req *req) { req->conn->close_after = 1; }
 
-void http_respond(http_req *req, int status, const char *extra, const char *ctype, const void *body, size_t len)
+/* Writes the status line and headers, and body when given. clen < 0: a chunked stream. */
+static void write_head(http_req *req, int status, const char *extra, const char *ctype, long clen,
+                       const void *body, size_t len)
 {
     char hb[1024];
     buf h = {hb, 0, sizeof hb, sizeof hb - 1};
-    head_build(&h, req, status, extra, ctype, (long)len);
+    head_build(&h, req, status, extra, ctype, clen);
     buf big;
     int heap = 0;
     if (h.len >= sizeof hb - 1) { /* extra headers overflowed the stack buffer */
         buf_init(&big, 65536);
-        head_build(&big, req, status, extra, ctype, (long)len);
+        head_build(&big, req, status, extra, ctype, clen);
         h = big;
         heap = 1;
     }
     uv_buf_t iov[2] = {uv_buf_init(h.data, (unsigned)h.len), uv_buf_init((char *)body, (unsigned)len)};
     conn_writev(req->conn, iov, len ? 2 : 1);
     if (heap) buf_free(&big);
+}
+
+void http_respond(http_req *req, int status, const char *extra, const char *ctype, const void *body, size_t len)
+{
+    write_head(req, status, extra, ctype, (long)len, body, len);
     req->done = 1;
     req_finish(req);
 }
@@ -239,12 +274,8 @@ void http_respond_take(http_req *req, int status, const char *extra, const char 
 
 void http_stream_begin(http_req *req, int status, const char *extra, const char *ctype)
 {
-    char hb[1024];
-    buf h = {hb, 0, sizeof hb, sizeof hb - 1};
-    head_build(&h, req, status, extra, ctype, -1);
     if (req->http_minor == 0) req->conn->close_after = 1; /* close-delimited body */
-    uv_buf_t iov = uv_buf_init(h.data, (unsigned)h.len);
-    conn_writev(req->conn, &iov, 1);
+    write_head(req, status, extra, ctype, -1, NULL, 0);
     req->streaming = 1;
 }
 
@@ -252,10 +283,10 @@ int http_stream_write(http_req *req, const void *data, size_t len)
 {
     http_conn *c = req->conn;
     if (!len) return 0;
-    if (c->closing) return -1;
+    if (c->closing || c->failed) return -1;
     if (c->queued > c->srv->lim.max_write_queue) {
         log_warn("http", "client write queue over %zu bytes: dropping the slow client", c->srv->lim.max_write_queue);
-        conn_close(c);
+        conn_fail_later(c);
         return -1;
     }
     if (req->http_minor == 0) {
@@ -413,7 +444,7 @@ static void conn_parse(http_conn *c, const char *data, size_t len)
     while (len && !c->closing) {
         if (c->state == CS_INFLIGHT || c->state == CS_CLOSING) {
             if (c->state == CS_CLOSING) break;            /* nothing more is read after a close */
-            if (buf_append(&c->pending, data, len)) { conn_close(c); break; }
+            if (buf_append(&c->pending, data, len)) { conn_fail_later(c); break; }
             if (c->pending.len > HTTP_PENDING_MAX / 2 && c->reading) {
                 uv_read_stop((uv_stream_t *)&c->tcp);   /* back-pressure on a pipelining client */
                 c->reading = 0;
@@ -467,9 +498,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     http_conn *c = (http_conn *)s;
     http_server *srv = c->srv;
     int shared = b->base == srv->rbuf;
-    if (n > 0) conn_parse(c, b->base, (size_t)n);
-    else if (n < 0) {
-        /* EOF or error: a pending request is aborted; an idle connection just closes */
+    if (n > 0 && c->state == CS_CLOSING) ;   /* lingering: discard */
+    else if (n > 0) conn_parse(c, b->base, (size_t)n);
+    else if (n == UV_EOF && c->state == CS_INFLIGHT && c->req && !c->req->streaming) {
+        /* half-close after a request: answer it, then close */
+        uv_read_stop(s);
+        c->reading = 0;
+        c->close_after = 1;
+    } else if (n < 0) {
+        /* EOF or error: a streaming request is aborted; an idle connection just closes */
         conn_close(c);
     }
     if (shared) srv->rbuf_busy = 0;
@@ -481,6 +518,7 @@ static void on_handle_closed(uv_handle_t *h)
     http_conn *c = h->data;
     if (--c->handles_open > 0) return;
     http_server *s = c->srv;
+    if (c->counted) s->n_conns--;
     buf_free(&c->pending);
     free(c);
     if (s->closing && s->n_conns == 0 && !s->listening && s->close_cb) {
@@ -503,12 +541,22 @@ static void conn_close(http_conn *c)
     }
     if (c->prev) c->prev->next = c->next; else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    s->n_conns--;
     uv_timer_stop(&c->timer);
     c->tcp.data = c;
     c->timer.data = c;
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void conn_close_timer(uv_timer_t *t) { conn_close(t->data); }
+
+/* A write failed (peer reset, no memory): close from the loop, so that no caller up the stack
+ * sees its request vanish. */
+static void conn_fail_later(http_conn *c)
+{
+    if (c->failed || c->closing) return;
+    c->failed = 1;
+    uv_timer_start(&c->timer, conn_close_timer, 0, 0);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -559,6 +607,7 @@ static void on_connection(uv_stream_t *ls, int status)
     if (s->conns) s->conns->prev = c;
     s->conns = c;
     s->n_conns++;
+    c->counted = 1;
     c->state = CS_IDLE;
     c->reading = 1;
     conn_arm_timer(c);

@@ -16,6 +16,9 @@ struct upclient {
     CURL       *pool[UP_EASY_POOL];  /* reused easy handles */
     int         n_pool;
     up_call    *calls;               /* in flight, for upclient_free */
+    up_call    *deferred;            /* sent from inside libcurl: added when it returns */
+    up_call    *dead;                /* cancelled from inside libcurl: removed when it returns */
+    int         in_curl;             /* inside curl_multi_socket_action (no recursive API calls) */
     int         closing;
 };
 
@@ -34,7 +37,10 @@ struct up_call {
     int                cancelled;
     int                in_callback;
     int                too_big;
+    int                added;        /* in the multi handle */
+    int                finishing;    /* in check_done: freed there, whatever happens */
     up_call           *prev, *next;
+    up_call           *qnext;        /* on u->deferred or u->dead */
 };
 
 typedef struct up_sock {
@@ -50,12 +56,13 @@ static void call_unlink(up_call *c)
     upclient *u = c->u;
     if (c->prev) c->prev->next = c->next; else u->calls = c->next;
     if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
 }
 
 static void call_free(up_call *c)
 {
     upclient *u = c->u;
-    curl_multi_remove_handle(u->multi, c->easy);
+    if (c->added) curl_multi_remove_handle(u->multi, c->easy);
     if (u->n_pool < UP_EASY_POOL && !u->closing) {
         curl_easy_reset(c->easy);
         u->pool[u->n_pool++] = c->easy;
@@ -69,6 +76,38 @@ static void call_free(up_call *c)
 
 /* ---- libcurl ↔ libuv glue ---------------------------------------------------------------- */
 
+/* libcurl forbids calling it back from its callbacks: calls started or cancelled meanwhile
+ * were queued, and are applied here, once it has returned. */
+static void after_curl(upclient *u)
+{
+    check_done(u);
+    while (u->dead) {
+        up_call *c = u->dead;
+        u->dead = c->qnext;
+        call_free(c);
+    }
+    while (u->deferred) {
+        up_call *c = u->deferred;
+        u->deferred = c->qnext;
+        c->added = 1;
+        if (curl_multi_add_handle(u->multi, c->easy) != CURLM_OK) {
+            c->added = 0;
+            call_unlink(c);
+            if (c->cb.on_done) c->cb.on_done(c, c->ud, "cannot start the upstream request");
+            call_free(c);
+        }
+    }
+}
+
+static void socket_action(upclient *u, curl_socket_t fd, int flags)
+{
+    int running;
+    u->in_curl++;
+    curl_multi_socket_action(u->multi, fd, flags, &running);
+    u->in_curl--;
+    if (!u->in_curl) after_curl(u);
+}
+
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     up_sock *s = p->data;
@@ -78,10 +117,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
         if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
         if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
     }
-    int running;
-    upclient *u = s->u;
-    curl_multi_socket_action(u->multi, s->fd, flags, &running);
-    check_done(u);
+    socket_action(s->u, s->fd, flags);
 }
 
 static void on_sock_closed(uv_handle_t *h) { free(h->data); }
@@ -116,10 +152,7 @@ static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp
 
 static void on_timeout(uv_timer_t *t)
 {
-    upclient *u = t->data;
-    int running;
-    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(u);
+    socket_action(t->data, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int timer_cb(CURLM *m, long timeout_ms, void *userp)
@@ -201,8 +234,10 @@ static void check_done(upclient *u)
         up_call *c = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
         CURLcode res = m->data.result;
+        if (c->cancelled) continue;   /* on u->dead, freed there */
         call_unlink(c);
-        if (!c->cancelled) {
+        c->finishing = 1;
+        {
             const char *err = NULL;
             if (c->too_big) err = "upstream response too large";
             else if (res == CURLE_OPERATION_TIMEDOUT) err = "upstream timed out";
@@ -246,9 +281,15 @@ static void on_timer_closed(uv_handle_t *h) { free(h->data); }
 void upclient_free(upclient *u)
 {
     u->closing = 1;
+    u->deferred = NULL;            /* those are on u->calls too */
     while (u->calls) {
         up_call *c = u->calls;
         call_unlink(c);
+        call_free(c);
+    }
+    while (u->dead) {
+        up_call *c = u->dead;
+        u->dead = c->qnext;
         call_free(c);
     }
     for (int i = 0; i < u->n_pool; i++) curl_easy_cleanup(u->pool[i]);
@@ -325,7 +366,14 @@ up_call *upclient_send(upclient *u, const up_req *r, const up_callbacks *cb, voi
     c->next = u->calls;
     if (u->calls) u->calls->prev = c;
     u->calls = c;
+    if (u->in_curl) {
+        c->qnext = u->deferred;
+        u->deferred = c;
+        return c;
+    }
+    c->added = 1;
     if (curl_multi_add_handle(u->multi, e) != CURLM_OK) {
+        c->added = 0;
         call_unlink(c);
         call_free(c);
         return NULL;
@@ -335,10 +383,22 @@ up_call *upclient_send(upclient *u, const up_req *r, const up_callbacks *cb, voi
 
 void up_call_cancel(up_call *c)
 {
+    if (c->finishing) { c->cancelled = 1; return; }
     if (c->cancelled) return;
     c->cancelled = 1;
-    if (c->in_callback) return;   /* the transfer aborts when the callback returns; freed in check_done */
+    upclient *u = c->u;
     call_unlink(c);
+    if (!c->added) {               /* still on u->deferred */
+        for (up_call **pp = &u->deferred; *pp; pp = &(*pp)->qnext)
+            if (*pp == c) { *pp = c->qnext; break; }
+        call_free(c);
+        return;
+    }
+    if (u->in_curl || c->in_callback) {   /* removed once libcurl has returned */
+        c->qnext = u->dead;
+        u->dead = c;
+        return;
+    }
     call_free(c);
 }
 

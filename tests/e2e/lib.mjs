@@ -356,16 +356,18 @@ export async function rawSession(url, { protocolVersion = PROTOCOL_VERSION, head
 
 /**
  * One HTTP/1.1 request on a fresh TCP connection (Connection: close), for malformed / oversized input.
- * `body` is a string or Buffer; headers are sent as given (no automatic Content-Type; Content-Length is added
- * unless a content-length key is present, and a key whose value is undefined is not sent).
+ * `body` is a string or Buffer (already chunk-encoded when a transfer-encoding header is given); headers are
+ * sent as given (no automatic Content-Type; Content-Length is added unless a content-length or
+ * transfer-encoding key is present; a key whose value is undefined is not sent).
  * Resolves { status, headers (lower-case), body, json } or { error } when the connection fails with no answer.
  * A server that answers early (413/431) and closes is fine: write errors after the answer are ignored.
  */
-export function rawHttp(port, { method = "POST", path: p = "/mcp", headers = {}, body, timeout = 10000 } = {}) {
+export function rawHttp(port, { method = "POST", path: p = "/mcp", headers = {}, body, timeout = 10000, earlyWaitMs = 300 } = {}) {
   return new Promise((resolve) => {
     const bodyBuf = body === undefined ? null : Buffer.isBuffer(body) ? body : Buffer.from(body);
     const h = { host: `127.0.0.1:${port}`, connection: "close", ...headers };
-    if (bodyBuf && !Object.keys(h).some((k) => k.toLowerCase() === "content-length")) h["content-length"] = String(bodyBuf.length);
+    if (bodyBuf && !Object.keys(h).some((k) => ["content-length", "transfer-encoding"].includes(k.toLowerCase())))
+      h["content-length"] = String(bodyBuf.length);
     let head = `${method} ${p} HTTP/1.1\r\n`;
     for (const [k, v] of Object.entries(h)) if (v !== undefined && v !== null) head += `${k}: ${v}\r\n`;
     head += "\r\n";
@@ -425,20 +427,23 @@ export function rawHttp(port, { method = "POST", path: p = "/mcp", headers = {},
       const r = parse(true);
       finish(r ?? { error: e });
     });
-    sock.on("connect", () => {
+    sock.on("connect", async () => {
       sock.write(head);
+      // a large body: give the server a moment to answer from the headers alone (e.g. 413 from
+      // Content-Length) before sending it, as a client using "Expect: 100-continue" would
+      if (bodyBuf && bodyBuf.length > 16384) {
+        await new Promise((r) => { const t = setTimeout(r, earlyWaitMs); sock.once("data", () => { clearTimeout(t); r(); }); });
+        if (done || chunks.length) return;
+      }
       if (bodyBuf) {
-        // write the body in pieces so that an early answer can be read while we are still sending
-        let off = 0;
-        const step = 64 * 1024;
-        const writeMore = () => {
-          while (!done && off < bodyBuf.length) {
-            const ok = sock.write(bodyBuf.subarray(off, off + step));
-            off += step;
-            if (!ok) { sock.once("drain", writeMore); return; }
-          }
-        };
-        writeMore();
+        // write the body in pieces, yielding between them so that an early answer (413) is read
+        // before a later write fails with EPIPE / ECONNRESET
+        const step = 32 * 1024;
+        for (let off = 0; off < bodyBuf.length && !done && !chunks.length && !sock.destroyed; off += step) {
+          const ok = sock.write(bodyBuf.subarray(off, off + step));
+          if (!ok) await new Promise((r) => { sock.once("drain", r); sock.once("close", r); });
+          await new Promise((r) => setImmediate(r));
+        }
       }
     });
   });
