@@ -212,7 +212,7 @@ static void conn_linger(http_conn *c)
 static void req_finish(http_req *req)
 {
     http_conn *c = req->conn;
-    int keep = req->keep_alive && !c->close_after && !c->srv->closing;
+    int keep = req->keep_alive && !c->close_after && !c->srv->closing && c->srv->lim.idle_timeout_ms > 0;
     req_free(req);
     c->req = NULL;
     if (c->failed) return;   /* the close is on its way */

@@ -35,6 +35,7 @@ typedef struct relay {
     int            sse;          /* upstream answers with SSE */
     int            streaming;    /* client SSE response open */
     int            answered;
+    int            paused;       /* upstream reads paused while the client's queue drains */
     int            in_cb;        /* inside one of our callbacks: an abort only marks req NULL */
     up_rpc        *rpc;
     up_call       *call;
@@ -62,6 +63,15 @@ static void on_abort(http_req *req)
     if (r->rpc) { up_rpc_cancel(r->rpc); r->rpc = NULL; }
     if (r->call) { up_call_cancel(r->call); r->call = NULL; }
     relay_free(r);
+}
+
+static void on_drain(http_req *req)
+{
+    relay *r = req->ud;
+    if (r->paused && r->call) {
+        r->paused = 0;
+        up_call_pause(r->call, 0);
+    }
 }
 
 static void relay_error(relay *r, int code, const char *fmt, const char *arg)
@@ -112,8 +122,13 @@ static void relay_message(relay *r, json_t *m, int final)
     buf_init(&b, (size_t)1 << 30);
     sse_format(&b, NULL, NULL, s, strlen(s));
     free(s);
-    http_stream_write(r->req, b.data, b.len);
+    int rc = http_stream_write(r->req, b.data, b.len);
     buf_free(&b);
+    if (rc < 0) return;   /* the client is being dropped: on_abort follows */
+    if (!final && r->call && !r->paused && http_req_queued(r->req) > (size_t)r->w->gw->cfg->max_client_queue / 2) {
+        r->paused = 1;   /* back-pressure: stop reading the upstream until the client drains */
+        up_call_pause(r->call, 1);
+    }
     if (final) {
         r->req->on_abort = NULL;
         http_stream_end(r->req);
@@ -313,6 +328,7 @@ void relay_start(worker *w, http_req *req, const char *gw_sid, uint8_t proto, si
     sse_parser_init(&r->parser, (size_t)w->gw->cfg->max_upstream_response, on_sse_event, r);
     req->ud = r;
     req->on_abort = on_abort;
+    req->on_drain = on_drain;
     r->in_cb = 1;
     if (session_get_upstream(w->gw->sessions, gw_sid, server, r->up_sid, sizeof r->up_sid) == 0) {
         split_up_sid(r);

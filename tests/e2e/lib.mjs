@@ -26,7 +26,8 @@ export const SIGNING_KEY = "e2e-test-signing-key-0123456789abcdef-0123456789";
 const SUITE = path.basename(process.argv[1] || "e2e", ".mjs").replace(/\.test$/, "");
 fs.mkdirSync(LOG_DIR, { recursive: true });
 
-const procs = new Set();
+const procs = new Set();      // running
+const spawned = [];           // every process this suite started, for the sanitizer check
 const tmpDirs = new Set();
 
 // ------------------------------------------------------------------ ports
@@ -86,14 +87,24 @@ export function spawnProc(name, cmd, args = [], { env = {}, cwd = ROOT } = {}) {
   };
   p.kill = async (sig = "SIGKILL") => { if (p.running()) child.kill(sig); return p.exited; };
   procs.add(p);
+  spawned.push(p);
   return p;
 }
 
-/** Stop every process this suite started (SIGTERM, then SIGKILL) and remove temp dirs. Call from after(). */
+/**
+ * Stop every process this suite started (SIGTERM, then SIGKILL) and remove temp dirs. Call from after().
+ * Throws (failing the suite) when a process log holds an AddressSanitizer / LeakSanitizer / UBSan report.
+ */
 export async function cleanup() {
-  await Promise.all([...procs].map((p) => p.stop(2000)));
+  await Promise.all([...procs].map((p) => p.stop(3000)));
   for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
   tmpDirs.clear();
+  const reports = spawned.flatMap((p) => {
+    const e = sanitizerErrors(p.log());
+    return e.length ? [`${p.logFile}:\n    ${e.slice(0, 5).join("\n    ")}`] : [];
+  });
+  spawned.length = 0;
+  if (reports.length) throw new Error(`sanitizer reports:\n  ${reports.join("\n  ")}`);
 }
 // last resort if a suite dies without after(): never leave servers behind
 process.on("exit", () => { for (const p of procs) try { p.child.kill("SIGKILL"); } catch {} });

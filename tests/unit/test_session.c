@@ -1,0 +1,330 @@
+/* session — the per-process session table: entries, upstream ids, revocation, reaping. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "session.h"
+
+#define NOW  1700000000u
+#define HOUR 3600u
+
+static void free_ups(char **up, size_t n)
+{
+    if (!up) return;
+    for (size_t i = 0; i < n; i++) free(up[i]);
+    free(up);
+}
+
+static void touch_creates(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(100, 3, 600);
+    assert_non_null(t);
+    assert_int_equal(session_count(t), 0);
+    assert_int_equal(session_touch(t, "sid-a", NOW + HOUR, NOW), SESS_OK);
+    assert_int_equal(session_count(t), 1);
+    assert_int_equal(session_touch(t, "sid-a", NOW + HOUR, NOW + 1), SESS_OK);   /* same entry */
+    assert_int_equal(session_count(t), 1);
+    assert_int_equal(session_touch(t, "sid-b", NOW + HOUR, NOW), SESS_OK);
+    assert_int_equal(session_count(t), 2);
+    session_table_free(t);
+    session_table_free(NULL);
+}
+
+static void upstream_ids(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(100, 3, 600);
+    char out[64];
+    /* unknown session: nothing, and set is ignored */
+    assert_int_equal(session_get_upstream(t, "nope", 0, out, sizeof out), -1);
+    session_set_upstream(t, "nope", 0, "x");
+    assert_int_equal(session_get_upstream(t, "nope", 0, out, sizeof out), -1);
+    assert_int_equal(session_count(t), 0);
+
+    assert_int_equal(session_touch(t, "s1", NOW + HOUR, NOW), SESS_OK);
+    for (size_t k = 0; k < 3; k++) assert_int_equal(session_get_upstream(t, "s1", k, out, sizeof out), -1);
+    session_set_upstream(t, "s1", 0, "up-zero");
+    session_set_upstream(t, "s1", 2, "up-two");
+    assert_int_equal(session_get_upstream(t, "s1", 0, out, sizeof out), 0);
+    assert_string_equal(out, "up-zero");
+    assert_int_equal(session_get_upstream(t, "s1", 1, out, sizeof out), -1);
+    assert_int_equal(session_get_upstream(t, "s1", 2, out, sizeof out), 0);
+    assert_string_equal(out, "up-two");
+    /* replace, clear */
+    session_set_upstream(t, "s1", 0, "up-zero-b");
+    assert_int_equal(session_get_upstream(t, "s1", 0, out, sizeof out), 0);
+    assert_string_equal(out, "up-zero-b");
+    session_set_upstream(t, "s1", 2, NULL);
+    assert_int_equal(session_get_upstream(t, "s1", 2, out, sizeof out), -1);
+    /* out of range server index */
+    session_set_upstream(t, "s1", 3, "bad");
+    assert_int_equal(session_get_upstream(t, "s1", 3, out, sizeof out), -1);
+    /* too small an output buffer: not copied */
+    char small[4] = "zzz";
+    assert_int_equal(session_get_upstream(t, "s1", 0, small, sizeof small), -1);
+    assert_string_equal(small, "zzz");
+    /* exactly fitting */
+    char fit[10];
+    assert_int_equal(session_get_upstream(t, "s1", 0, fit, sizeof fit), 0);
+    assert_string_equal(fit, "up-zero-b");
+    /* other sessions are separate */
+    assert_int_equal(session_touch(t, "s2", NOW + HOUR, NOW), SESS_OK);
+    assert_int_equal(session_get_upstream(t, "s2", 0, out, sizeof out), -1);
+    session_table_free(t);
+}
+
+static void revoke(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(100, 3, 600);
+    assert_int_equal(session_touch(t, "s1", NOW + HOUR, NOW), SESS_OK);
+    session_set_upstream(t, "s1", 0, "u0");
+    session_set_upstream(t, "s1", 2, "u2");
+    char **up = session_revoke(t, "s1", NOW + 5);
+    assert_non_null(up);
+    assert_string_equal(up[0], "u0");
+    assert_null(up[1]);
+    assert_string_equal(up[2], "u2");
+    free_ups(up, 3);
+    assert_int_equal(session_touch(t, "s1", NOW + HOUR, NOW + 6), SESS_REVOKED);
+    assert_int_equal(session_touch(t, "s1", NOW + HOUR, NOW + 7), SESS_REVOKED);
+    char out[32];
+    assert_int_equal(session_get_upstream(t, "s1", 0, out, sizeof out), -1);
+    session_set_upstream(t, "s1", 1, "late");   /* ignored on a revoked entry */
+    assert_int_equal(session_get_upstream(t, "s1", 1, out, sizeof out), -1);
+    assert_int_equal(session_count(t), 1);      /* the tombstone stays */
+    /* a second revoke: no upstream ids left */
+    up = session_revoke(t, "s1", NOW + 8);
+    if (up)
+        for (size_t i = 0; i < 3; i++) assert_null(up[i]);
+    free_ups(up, 3);
+    assert_int_equal(session_touch(t, "s1", NOW + HOUR, NOW + 9), SESS_REVOKED);
+    /* other sessions unaffected */
+    assert_int_equal(session_touch(t, "s2", NOW + HOUR, NOW), SESS_OK);
+    session_table_free(t);
+}
+
+static void revoke_unknown_leaves_tombstone(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(100, 2, 600);
+    assert_null(session_revoke(t, "ghost", NOW));
+    assert_int_equal(session_count(t), 1);
+    assert_int_equal(session_touch(t, "ghost", NOW + HOUR, NOW + 1), SESS_REVOKED);
+    char out[8];
+    assert_int_equal(session_get_upstream(t, "ghost", 0, out, sizeof out), -1);
+    /* the tombstone survives a reap well past the idle time */
+    session_reap(t, NOW + 10 * HOUR);
+    assert_int_equal(session_touch(t, "ghost", NOW + 20 * HOUR, NOW + 10 * HOUR), SESS_REVOKED);
+    session_table_free(t);
+}
+
+static void max_sessions(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(5, 1, 600);
+    char id[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "cap-%d", i);
+        assert_int_equal(session_touch(t, id, NOW + HOUR, NOW), SESS_OK);
+    }
+    assert_int_equal(session_count(t), 5);
+    assert_int_equal(session_touch(t, "cap-new", NOW + HOUR, NOW), SESS_FULL);
+    assert_int_equal(session_touch(t, "cap-new2", NOW + HOUR, NOW), SESS_FULL);
+    assert_int_equal(session_count(t), 5);
+    /* existing ones still work when full */
+    assert_int_equal(session_touch(t, "cap-3", NOW + HOUR, NOW + 1), SESS_OK);
+    /* after expiry frees room, new ones fit again */
+    assert_int_equal(session_reap(t, NOW + HOUR), 5);
+    assert_int_equal(session_count(t), 0);
+    assert_int_equal(session_touch(t, "cap-new", NOW + 2 * HOUR, NOW + HOUR), SESS_OK);
+    session_table_free(t);
+}
+
+static void reap(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(100, 2, 600);   /* idle 600 s */
+    assert_int_equal(session_touch(t, "short", NOW + 100, NOW), SESS_OK);   /* expires first */
+    assert_int_equal(session_touch(t, "idle", NOW + HOUR, NOW), SESS_OK);
+    assert_int_equal(session_touch(t, "busy", NOW + HOUR, NOW), SESS_OK);
+    session_set_upstream(t, "idle", 1, "u-idle");
+    session_set_upstream(t, "busy", 0, "u-busy");
+    assert_int_equal(session_count(t), 3);
+
+    /* nothing due yet */
+    assert_int_equal(session_reap(t, NOW + 50), 0);
+    assert_int_equal(session_count(t), 3);
+
+    /* "short" expires; nothing idle yet */
+    assert_int_equal(session_touch(t, "busy", NOW + HOUR, NOW + 300), SESS_OK);
+    assert_int_equal(session_reap(t, NOW + 100), 1);
+    assert_int_equal(session_count(t), 2);
+    /* an expired entry is gone: touching it creates a fresh one (the id's own check is elsewhere) */
+
+    /* at NOW+600 "idle" (last used NOW) is revoked, "busy" (NOW+300) is not */
+    assert_int_equal(session_reap(t, NOW + 600), 1);
+    assert_int_equal(session_count(t), 2);     /* idle entry stays as a tombstone */
+    assert_int_equal(session_touch(t, "idle", NOW + HOUR, NOW + 601), SESS_REVOKED);
+    char out[32];
+    assert_int_equal(session_get_upstream(t, "idle", 1, out, sizeof out), -1);
+    assert_int_equal(session_touch(t, "busy", NOW + HOUR, NOW + 601), SESS_OK);
+    assert_int_equal(session_get_upstream(t, "busy", 0, out, sizeof out), 0);
+    assert_string_equal(out, "u-busy");
+    /* reaping again does not count the tombstone twice */
+    assert_int_equal(session_reap(t, NOW + 602), 0);
+
+    /* at the ids' expiry both go */
+    assert_int_equal(session_reap(t, NOW + HOUR), 2);
+    assert_int_equal(session_count(t), 0);
+    session_table_free(t);
+}
+
+static void reap_no_idle_limit(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(100, 1, 0);   /* idle 0 = no idle revocation */
+    assert_int_equal(session_touch(t, "a", NOW + HOUR, NOW), SESS_OK);
+    assert_int_equal(session_reap(t, NOW + HOUR - 1), 0);
+    assert_int_equal(session_touch(t, "a", NOW + HOUR, NOW + HOUR - 1), SESS_OK);
+    assert_int_equal(session_reap(t, NOW + HOUR), 1);
+    session_table_free(t);
+}
+
+static void zero_servers(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(10, 0, 60);
+    char out[8];
+    assert_int_equal(session_touch(t, "z", NOW + HOUR, NOW), SESS_OK);
+    session_set_upstream(t, "z", 0, "x");
+    assert_int_equal(session_get_upstream(t, "z", 0, out, sizeof out), -1);
+    char **up = session_revoke(t, "z", NOW);
+    free_ups(up, 0);
+    assert_int_equal(session_touch(t, "z", NOW + HOUR, NOW), SESS_REVOKED);
+    session_table_free(t);
+}
+
+/* Enough entries that the shards' bucket arrays grow; everything stays findable. */
+static void many_entries_grow(void **state)
+{
+    (void)state;
+    enum { N = 140000 };
+    session_table *t = session_table_new(N, 1, 600);
+    char id[32], out[32], want[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "grow-%d", i);
+        assert_int_equal(session_touch(t, id, NOW + HOUR, NOW), SESS_OK);
+        if (i % 1000 == 0) {
+            snprintf(want, sizeof want, "u%d", i);
+            session_set_upstream(t, id, 0, want);
+        }
+    }
+    assert_int_equal(session_count(t), N);
+    assert_int_equal(session_touch(t, "one-more", NOW + HOUR, NOW), SESS_FULL);
+    for (int i = 0; i < N; i += 1000) {
+        snprintf(id, sizeof id, "grow-%d", i);
+        snprintf(want, sizeof want, "u%d", i);
+        assert_int_equal(session_get_upstream(t, id, 0, out, sizeof out), 0);
+        assert_string_equal(out, want);
+    }
+    for (int i = 0; i < N; i += 7) {
+        snprintf(id, sizeof id, "grow-%d", i);
+        assert_int_equal(session_touch(t, id, NOW + HOUR, NOW + 1), SESS_OK);
+    }
+    assert_int_equal(session_count(t), N);
+    assert_int_equal(session_reap(t, NOW + HOUR), N);
+    assert_int_equal(session_count(t), 0);
+    session_table_free(t);
+}
+
+/* ---- concurrency smoke ---- */
+
+#define THREADS 4
+#define IDS     10000
+
+typedef struct worker {
+    session_table *t;
+    int            no;
+    int            errors;
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    char id[32], up[32], out[32];
+    for (int round = 0; round < 2; round++)
+        for (int k = 0; k < IDS; k++) {
+            /* threads share the id space, in different orders */
+            int i = (k * 7919 + w->no * 2503) % IDS;
+            snprintf(id, sizeof id, "conc-%d", i);
+            if (session_touch(w->t, id, NOW + HOUR, NOW + (uint64_t)k) != SESS_OK) w->errors++;
+            snprintf(up, sizeof up, "t%d-%d", w->no, i);
+            session_set_upstream(w->t, id, (size_t)w->no % 2, up);
+            if (session_get_upstream(w->t, id, (size_t)w->no % 2, out, sizeof out) != 0) w->errors++;
+            else if (strncmp(out, "t", 1) != 0) w->errors++;
+            if (i % 97 == 0 && w->no == 3 && round == 1) {
+                char **r = session_revoke(w->t, id, NOW);
+                free_ups(r, 2);
+            }
+        }
+    return NULL;
+}
+
+static void concurrency_smoke(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(IDS * 2, 2, 600);
+    pthread_t th[THREADS];
+    worker w[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (worker){.t = t, .no = i};
+        assert_int_equal(pthread_create(&th[i], NULL, work, &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(session_count(t), IDS);
+    /* revoked ones answer REVOKED; the others are fine and hold an upstream id */
+    char id[32], out[32];
+    int revoked = 0;
+    for (int i = 0; i < IDS; i++) {
+        snprintf(id, sizeof id, "conc-%d", i);
+        int rc = session_touch(t, id, NOW + HOUR, NOW + 2 * IDS);
+        if (i % 97 == 0) {
+            assert_int_equal(rc, SESS_REVOKED);
+            revoked++;
+        } else {
+            /* workers 0 and 2 raced the revocations, so only non-revoked ids are checked */
+            assert_int_equal(rc, SESS_OK);
+            assert_int_equal(session_get_upstream(t, id, 0, out, sizeof out), 0);
+            assert_int_equal(session_get_upstream(t, id, 1, out, sizeof out), 0);
+        }
+    }
+    assert_true(revoked > 0);
+    /* other workers' revocation races: a touch or get after a revoke is an expected "error" */
+    for (int i = 0; i < THREADS; i++) assert_true(w[i].errors <= IDS);
+    assert_int_equal(session_reap(t, NOW + HOUR), IDS);
+    session_table_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(touch_creates),
+        cmocka_unit_test(upstream_ids),
+        cmocka_unit_test(revoke),
+        cmocka_unit_test(revoke_unknown_leaves_tombstone),
+        cmocka_unit_test(max_sessions),
+        cmocka_unit_test(reap),
+        cmocka_unit_test(reap_no_idle_limit),
+        cmocka_unit_test(zero_servers),
+        cmocka_unit_test(many_entries_grow),
+        cmocka_unit_test(concurrency_smoke),
+    };
+    return cmocka_run_group_tests_name("session", tests, NULL, NULL);
+}
