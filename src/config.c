@@ -7,6 +7,7 @@
 #include "config.h"
 #include "buf.h"
 #include "log.h"
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -15,7 +16,6 @@
 #include <strings.h>
 #include <yaml.h>
 
-#define GW_VERSION      "0.1.0"
 #define CONFIG_FILE_MAX (16u << 20)
 
 #define KiB (1024LL)
@@ -234,6 +234,8 @@ void config_defaults(gw_config *cfg)
 {
     char err[256];
     memset(cfg, 0, sizeof *cfg);
+    cfg->auth.enabled = -1;
+    cfg->auth.leeway_s = 30;
     for (size_t i = 0; i < NOPTS; i++)
         if (opts[i].def && opt_set(cfg, &opts[i], opts[i].def, "default", err, sizeof err) < 0) {
             fprintf(stderr, "mcp-gateway: bad option table: %s\n", err); /* a bug, caught by the unit test */
@@ -295,6 +297,7 @@ int config_load(int argc, char **argv, gw_config **out, char *err, size_t errlen
     }
     if (cfg->config_file && *cfg->config_file && (rc = config_load_file(cfg, cfg->config_file, err, errlen)) < 0)
         goto done;
+    if ((rc = config_auth_resolve(cfg, err, errlen)) < 0) goto done;
     *out = cfg;
     return 0;
 done:
@@ -352,6 +355,7 @@ typedef struct yctx {
     gw_server_cfg   *servers;  size_t n_servers;
     gw_vserver_cfg  *vservers; size_t n_vservers;
     char            *ca_pem;
+    gw_auth_cfg      auth;
 } yctx;
 
 #define LINE(n) ((n)->start_mark.line + 1)
@@ -531,18 +535,119 @@ static int each_item(yctx *c, const char *key, yaml_node_t *v, int (*fn)(yctx *,
     return 0;
 }
 
+/* A list of strings (replacing what was there). */
+static int get_strlist(yctx *c, const char *key, yaml_node_t *v, gw_strlist *l)
+{
+    int isset = 0;
+    config_strlist_free(l);
+    return get_list(c, key, v, &l->v, &l->n, &isset);
+}
+
+static int get_bool(yctx *c, const char *key, yaml_node_t *v, int *dst)
+{
+    int b = v->type == YAML_SCALAR_NODE ? parse_bool(sval(v)) : -1;
+    if (b < 0) return yerr(c, v, "'%s' must be true or false", key);
+    *dst = b;
+    return 0;
+}
+
+static int prm_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    gw_auth_cfg *a = obj;
+    if (!strcasecmp(key, "resourceName")) return get_str(c, key, v, &a->resource_name);
+    if (!strcasecmp(key, "resource")) return get_str(c, key, v, &a->resource);
+    if (!strcasecmp(key, "authorizationServers")) return get_strlist(c, key, v, &a->authorization_servers);
+    if (!strcasecmp(key, "bearerMethodsSupported")) return get_strlist(c, key, v, &a->bearer_methods);
+    if (!strcasecmp(key, "scopesSupported")) return get_strlist(c, key, v, &a->scopes_supported);
+    unknown_key(c, k);
+    return 0;
+}
+
+static int issuer_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    gw_issuer_cfg *is = obj;
+    if (!strcasecmp(key, "issuerUrl")) return get_str(c, key, v, &is->issuer_url);
+    if (!strcasecmp(key, "jwksUri")) {
+        if (get_str(c, key, v, &is->jwks_uri) < 0) return -1;
+        if (is->jwks_uri && !url_ok(is->jwks_uri)) return yerr(c, v, "jwksUri must start with http:// or https://");
+        return 0;
+    }
+    unknown_key(c, k);
+    return 0;
+}
+
+static int parse_issuer(yctx *c, yaml_node_t *n)
+{
+    if (n->type != YAML_MAPPING_NODE) return yerr(c, n, "an issuer must be a mapping {issuerUrl, jwksUri}");
+    c->auth.issuers = xreallocarray(c->auth.issuers, c->auth.n_issuers + 1, sizeof *c->auth.issuers);
+    gw_issuer_cfg *is = &c->auth.issuers[c->auth.n_issuers++];
+    *is = (gw_issuer_cfg){0};
+    if (each_pair(c, n, is, issuer_pair) < 0) return -1;
+    if (!is->issuer_url) return yerr(c, n, "issuer has no 'issuerUrl'");
+    if (!url_ok(is->issuer_url)) return yerr(c, n, "issuerUrl '%s' must start with http:// or https://", is->issuer_url);
+    return 0;
+}
+
+static int auth_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    gw_auth_cfg *a = obj;
+    if (!strcasecmp(key, "enabled")) return get_bool(c, key, v, &a->enabled);
+    if (!strcasecmp(key, "issuers")) return each_item(c, key, v, parse_issuer);
+    if (!strcasecmp(key, "audiences")) return get_strlist(c, key, v, &a->audiences);
+    if (!strcasecmp(key, "requiredScopes")) return get_strlist(c, key, v, &a->required_scopes);
+    if (!strcasecmp(key, "protectStatus")) return get_bool(c, key, v, &a->protect_status);
+    if (!strcasecmp(key, "leewaySeconds")) {
+        char *e;
+        long l = v->type == YAML_SCALAR_NODE ? strtol(sval(v), &e, 10) : -1;
+        if (v->type != YAML_SCALAR_NODE || *e || l < 0 || l > 3600)
+            return yerr(c, v, "'leewaySeconds' must be an integer 0..3600");
+        a->leeway_s = l;
+        return 0;
+    }
+    unknown_key(c, k);
+    return 0;
+}
+
 static int root_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
 {
     (void)obj;
     if (!strcasecmp(key, "servers")) return each_item(c, "servers", v, parse_server);
     if (!strcasecmp(key, "virtualServers")) return each_item(c, "virtualServers", v, parse_vserver);
     if (!strcasecmp(key, "gatewayCACertPEM")) return get_str(c, "gatewayCACertPEM", v, &c->ca_pem);
-    /* Blocks owned by other modules (protected-resource metadata, authentication,
-     * authorization) are read by those modules; this loader skips them. */
-    if (!strcasecmp(key, "oauthProtectedResource") || !strcasecmp(key, "auth") || !strcasecmp(key, "authorization"))
-        return 0;
+    if (!strcasecmp(key, "oauthProtectedResource") || !strcasecmp(key, "auth")) {
+        if (is_null(v)) return 0;
+        if (v->type != YAML_MAPPING_NODE) return yerr(c, v, "'%s' must be a mapping", key);
+        return each_pair(c, v, &c->auth, tolower((unsigned char)key[0]) == 'a' ? auth_pair : prm_pair);
+    }
+    /* authorization: read by the authorization module (not yet); skipped here */
+    if (!strcasecmp(key, "authorization")) return 0;
     unknown_key(c, k);
     return 0;
+}
+
+void config_strlist_free(gw_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static void free_auth(gw_auth_cfg *a)
+{
+    free(a->resource_name);
+    free(a->resource);
+    config_strlist_free(&a->authorization_servers);
+    config_strlist_free(&a->bearer_methods);
+    config_strlist_free(&a->scopes_supported);
+    for (size_t i = 0; i < a->n_issuers; i++) {
+        free(a->issuers[i].issuer_url);
+        free(a->issuers[i].jwks_uri);
+    }
+    free(a->issuers);
+    config_strlist_free(&a->audiences);
+    config_strlist_free(&a->required_scopes);
+    *a = (gw_auth_cfg){.enabled = -1, .leeway_s = 30};
 }
 
 static void free_servers(gw_server_cfg *s, size_t n)
@@ -579,7 +684,7 @@ int config_load_yaml(gw_config *cfg, const char *name, const char *yaml, size_t 
 {
     yaml_parser_t parser;
     yaml_document_t doc;
-    yctx c = {.doc = &doc, .name = name, .err = err, .errlen = errlen};
+    yctx c = {.doc = &doc, .name = name, .err = err, .errlen = errlen, .auth = {.enabled = -1, .leeway_s = 30}};
     int rc = -1;
 
     if (!yaml_parser_initialize(&parser)) oom();
@@ -600,8 +705,11 @@ int config_load_yaml(gw_config *cfg, const char *name, const char *yaml, size_t 
         free_servers(c.servers, c.n_servers);
         free_vservers(c.vservers, c.n_vservers);
         free(c.ca_pem);
+        free_auth(&c.auth);
         return -1;
     }
+    free_auth(&cfg->auth);
+    cfg->auth = c.auth;
     free_servers(cfg->servers, cfg->n_servers);
     free_vservers(cfg->vservers, cfg->n_vservers);
     free(cfg->gateway_ca_pem);
@@ -638,5 +746,73 @@ void config_free(gw_config *cfg)
     free_servers(cfg->servers, cfg->n_servers);
     free_vservers(cfg->vservers, cfg->n_vservers);
     free(cfg->gateway_ca_pem);
+    free_auth(&cfg->auth);
     free(cfg);
+}
+
+/* ---- authentication: environment over file, derived values ---- */
+
+/* Comma-separated environment list → l (replacing it), when the variable is set. */
+static void env_list(const char *var, gw_strlist *l)
+{
+    const char *v = getenv(var);
+    if (!v || !*v) return;
+    config_strlist_free(l);
+    char *copy = xstrdup(v), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ' || *t == '\t') t++;
+        size_t n = strlen(t);
+        while (n && (t[n - 1] == ' ' || t[n - 1] == '\t')) t[--n] = '\0';
+        if (!n) continue;
+        l->v = xreallocarray(l->v, l->n + 1, sizeof *l->v);
+        l->v[l->n++] = xstrdup(t);
+    }
+    free(copy);
+}
+
+static void env_str(const char *var, char **dst)
+{
+    const char *v = getenv(var);
+    if (!v || !*v) return;
+    free(*dst);
+    *dst = xstrdup(v);
+}
+
+int config_auth_on(const gw_config *cfg)
+{
+    return cfg->auth.enabled != 0 && cfg->auth.n_issuers > 0;
+}
+
+static int is_loopback_host(const char *h)
+{
+    return !strncmp(h, "localhost", 9) || !strncmp(h, "127.", 4) || !strncmp(h, "[::1]", 5);
+}
+
+int config_auth_resolve(gw_config *cfg, char *err, size_t errlen)
+{
+    gw_auth_cfg *a = &cfg->auth;
+    env_str("OAUTH_RESOURCE_NAME", &a->resource_name);
+    env_str("OAUTH_RESOURCE", &a->resource);
+    env_list("OAUTH_AUTHORIZATION_SERVERS", &a->authorization_servers);
+    env_list("OAUTH_BEARER_METHODS_SUPPORTED", &a->bearer_methods);
+    env_list("OAUTH_SCOPES_SUPPORTED", &a->scopes_supported);
+    if (!a->n_issuers)
+        for (size_t i = 0; i < a->authorization_servers.n; i++) {
+            a->issuers = xreallocarray(a->issuers, a->n_issuers + 1, sizeof *a->issuers);
+            a->issuers[a->n_issuers++] = (gw_issuer_cfg){.issuer_url = xstrdup(a->authorization_servers.v[i])};
+        }
+    if (!a->resource && cfg->public_host && *cfg->public_host) {
+        /* https unless the public host is a loopback name (a local setup) */
+        size_t n = strlen(cfg->public_host) + 16;
+        a->resource = malloc(n);
+        if (!a->resource) oom();
+        snprintf(a->resource, n, "%s://%s/mcp", is_loopback_host(cfg->public_host) ? "http" : "https",
+                 cfg->public_host);
+    }
+    if (!config_auth_on(cfg)) return 0;
+    if (!a->resource || !url_ok(a->resource))
+        return fail(err, errlen, "authentication is on (authorization servers are configured) but the resource URI is "
+                                 "not absolute: set OAUTH_RESOURCE (e.g. https://mcp.example.com/mcp), "
+                                 "oauthProtectedResource.resource, or --mcp-gateway-public-host");
+    return 0;
 }

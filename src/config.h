@@ -25,6 +25,36 @@ typedef struct gw_vserver_cfg {
     int    line;
 } gw_vserver_cfg;
 
+#define GW_VERSION "0.1.0"
+
+typedef struct gw_strlist {
+    char  **v;
+    size_t  n;
+} gw_strlist;
+
+typedef struct gw_issuer_cfg {
+    char *issuer_url;  /* exact "iss" value expected in tokens */
+    char *jwks_uri;    /* NULL = discovered from the issuer's metadata */
+} gw_issuer_cfg;
+
+/* Authentication: the YAML blocks oauthProtectedResource (Kuadrant's CRD keys) and auth, with
+ * the OAUTH_* environment variables winning over the file. See docs/authentication.md. */
+typedef struct gw_auth_cfg {
+    /* protected resource metadata (RFC 9728) */
+    char         *resource_name;          /* NULL = "MCP Server" */
+    char         *resource;               /* NULL = "/mcp" in the document; auth needs it absolute */
+    gw_strlist    authorization_servers;
+    gw_strlist    bearer_methods;         /* empty = ["header"] */
+    gw_strlist    scopes_supported;       /* empty = ["basic"] */
+    /* token validation */
+    int           enabled;                /* -1 unset: on when issuers or authorization servers exist */
+    gw_issuer_cfg *issuers;  size_t n_issuers;  /* empty = the authorization servers, discovered */
+    gw_strlist    audiences;              /* empty = the resource URI */
+    long          leeway_s;               /* exp/nbf leeway, default 30 */
+    gw_strlist    required_scopes;
+    int           protect_status;         /* /status needs a token too (default off) */
+} gw_auth_cfg;
+
 typedef struct gw_config {
     /* --- options (the table in config.c) --- */
     char  *config_file;        /* --mcp-gateway-config */
@@ -61,6 +91,7 @@ typedef struct gw_config {
     gw_server_cfg  *servers;   size_t n_servers;
     gw_vserver_cfg *vservers;  size_t n_vservers;
     char           *gateway_ca_pem;
+    gw_auth_cfg     auth;
 } gw_config;
 
 /* Parses argv and the environment (flags win over env, env over the file's options, then
@@ -75,6 +106,13 @@ int  config_load_file(gw_config *cfg, const char *path, char *err, size_t errlen
 
 /* Same, from a string (tests); name is used in messages. */
 int  config_load_yaml(gw_config *cfg, const char *name, const char *yaml, size_t len, char *err, size_t errlen);
+
+/* Applies OAUTH_* from the environment over the file's auth blocks and derives the rest
+ * (issuers from authorization servers, the absolute resource from --mcp-gateway-public-host).
+ * Returns -1 with a message when authentication is on but cannot work. */
+int  config_auth_resolve(gw_config *cfg, char *err, size_t errlen);
+int  config_auth_on(const gw_config *cfg);
+void config_strlist_free(gw_strlist *l);
 
 void config_defaults(gw_config *cfg);   /* every option at its default; no servers. cfg is
                                           * overwritten whole: give it a fresh (e.g. calloc'd) one */

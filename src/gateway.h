@@ -14,8 +14,6 @@
 #include "session_id.h"
 #include "upstream.h"
 
-#define GW_VERSION "0.1.0"
-
 typedef struct gateway gateway;
 typedef struct worker worker;
 typedef struct mcp_stream mcp_stream;

@@ -266,7 +266,7 @@ static const char good_yaml[] =
     "    prompts: [nothing_here]\n"                            /* 22 */
     "gatewayCACertPEM: \"PEM\"\n"                              /* 23 */
     "oauthProtectedResource: {resourceName: x}\n"              /* 24 */
-    "auth: {issuer: y}\n"                                      /* 25 */
+    "auth: {issuers: [{issuerUrl: \"http://idp/realms/mcp\"}], audiences: [a], leewaySeconds: 5}\n" /* 25 */
     "authorization: [z]\n";                                    /* 26 */
 
 static void test_yaml_good(void **state)
@@ -288,6 +288,13 @@ static void test_yaml_good(void **state)
     assert_string_equal(s->prefix, "test1_");
     assert_string_equal(s->hostname, "server1.mcp.local");
     assert_string_equal(s->credential, "Bearer xyz");
+    assert_string_equal(c->auth.resource_name, "x");
+    assert_int_equal(c->auth.n_issuers, 1);
+    assert_string_equal(c->auth.issuers[0].issuer_url, "http://idp/realms/mcp");
+    assert_null(c->auth.issuers[0].jwks_uri);
+    assert_int_equal(c->auth.audiences.n, 1);
+    assert_string_equal(c->auth.audiences.v[0], "a");
+    assert_int_equal(c->auth.leeway_s, 5);
     assert_null(s->ca_cert);
     assert_int_equal(s->enabled, 1);
     assert_int_equal(s->line, 3);
@@ -361,6 +368,12 @@ static void test_yaml_errors(void **state)
                       "    url: http://x\n"
                       "    prefix: Bad-\n",
                       "t.yaml:4: prefix 'Bad-' must match ^[a-z0-9][a-z0-9_]*$");
+    expect_yaml_error("auth:\n  issuers:\n    - jwksUri: http://x/jwks\n",
+                      "t.yaml:3: issuer has no 'issuerUrl'");
+    expect_yaml_error("auth:\n  leewaySeconds: soon\n",
+                      "t.yaml:2: 'leewaySeconds' must be an integer 0..3600");
+    expect_yaml_error("oauthProtectedResource: [1]\n",
+                      "t.yaml:1: 'oauthProtectedResource' must be a mapping");
     expect_yaml_error("servers:\n"
                       "  - name: a\n"
                       "    url: http://x\n"
