@@ -75,7 +75,7 @@ run_unit() {
         fi
         report "unit $name" "$p" "$f" $((t1 - t0))
         if [ "$f" -gt 0 ]; then
-            grep -aE '^\[  (FAILED|ERROR) +\] [^0-9]|^\[  ERROR   \]|ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: ' "$log" | awk '!seen[$0]++' | head -20 | sed 's/^/    /'
+            grep -aE '^\[  (FAILED|ERROR) +\] [^0-9]|^\[  ERROR   \]|^\[   LINE   \]|ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: ' "$log" | awk '!seen[$0]++' | head -20 | sed 's/^/    /'
             if [ -n "$why" ]; then
                 echo "    $name: $why; last lines of $log:"
                 tail -n 15 "$log" | sed 's/^/    | /'

@@ -27,6 +27,7 @@ struct worker {
     pthread_t    thread;
     http_server *http;
     upclient    *up;
+    struct auth_cache *auth;    /* verified tokens of this loop */
     mcp_stream  *streams;       /* open GET streams of this loop */
     size_t       n_streams;
     uint64_t     next_up_id;    /* ids of requests this loop sends upstream */

@@ -1,6 +1,8 @@
 /* mcp-gateway — wires the modules: configuration, keys, sessions, listeners and worker loops,
  * the upstream manager on the control loop, signals. */
+#include "auth.h"
 #include "catalog.h"
+#include "prm.h"
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
@@ -52,6 +54,7 @@ static void on_signal(uv_signal_t *s, int signum)
     log_info(NULL, "signal %d: shutting down", signum);
     upmgr_stop(gw.mgr);
     gw.mgr = NULL;
+    auth_stop();
     for (int i = 0; i < gw.n_workers; i++) server_stop_worker(&gw.workers[i]);
     uv_signal_stop(&sig_int);
     uv_signal_stop(&sig_term);
@@ -92,9 +95,12 @@ int main(int argc, char **argv)
         log_warn(NULL, "GATEWAY_SIGNING_KEY is not set: using a random key; sessions will not survive a restart "
                        "nor work on another replica");
     gw.loopback = server_is_loopback(&ss);
-    if (!gw.loopback && !cfg->allow_anonymous) {
+    prm_init(cfg);
+    auth_init(&gw);
+    if (!gw.loopback && !auth_enabled() && !cfg->allow_anonymous) {
         snprintf(err, sizeof err,
-                 "refusing to listen on non-loopback %s without authentication; pass --allow-anonymous to do it anyway",
+                 "refusing to listen on non-loopback %s without authentication (set OAUTH_AUTHORIZATION_SERVERS "
+                 "or auth.issuers); pass --allow-anonymous to do it anyway",
                  cfg->listen_addr);
         goto fail;
     }
@@ -133,6 +139,10 @@ int main(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     gw.ctl_loop = loop;
     gw.mgr = upmgr_start(&gw, loop);
+    auth_start(&gw, loop);
+    if (auth_enabled())
+        log_info(NULL, "authentication on: %zu issuer(s), resource %s, metadata at %s", cfg->auth.n_issuers,
+                 cfg->auth.resource, prm_url());
     uv_signal_init(loop, &sig_int);
     uv_signal_init(loop, &sig_term);
     uv_signal_start(&sig_int, on_signal, SIGINT);
@@ -144,6 +154,8 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     catalog_publish(NULL);
+    auth_free();
+    prm_free();
     session_table_free(gw.sessions);
     session_keyring_free(gw.keys);
     for (size_t i = 0; i < gw.n_origins; i++) free(gw.origins[i]);

@@ -122,8 +122,9 @@ static int header_has(const char *v, const char *token)
     return v && strcasestr(v, token) != NULL;
 }
 
-/* Validates Mcp-Session-Id. Returns 0, or answers the request and returns -1. */
-static int session_check(worker *w, http_req *req, session_claims *cl, const char **sid)
+/* Validates Mcp-Session-Id (and that it belongs to the caller). Returns 0, or answers the
+ * request and returns -1. */
+static int session_check(worker *w, http_req *req, const auth_identity *id, session_claims *cl, const char **sid)
 {
     gateway *gw = w->gw;
     *sid = http_req_header(req, "mcp-session-id");
@@ -133,7 +134,11 @@ static int session_check(worker *w, http_req *req, session_claims *cl, const cha
     }
     uint64_t now = (uint64_t)time(NULL);
     int rc = session_id_decode(gw->keys, *sid, strlen(*sid), now, cl);
-    if (rc == SESSION_ID_OK) rc = session_touch(gw->sessions, *sid, cl->expires, now);
+    static const uint8_t anonymous[16];
+    if (rc == SESSION_ID_OK && memcmp(cl->subject, id ? id->subject : anonymous, sizeof cl->subject) != 0) {
+        log_info("session", "session used by another subject than its creator: refused");
+        rc = SESS_REVOKED;   /* another subject's session: as if it did not exist */
+    } else if (rc == SESSION_ID_OK) rc = session_touch(gw->sessions, *sid, cl->expires, now);
     else rc = SESS_REVOKED;
     if (rc == SESS_FULL) {
         mcp_reply_error(w, req, 503, NULL, JR_INTERNAL_ERROR, "too many sessions");
@@ -166,7 +171,7 @@ static uint32_t client_caps(json_t *params)
     return c;
 }
 
-static void do_initialize(worker *w, http_req *req, jr_msg *m)
+static void do_initialize(worker *w, http_req *req, jr_msg *m, const auth_identity *id)
 {
     gateway *gw = w->gw;
     const char *asked = json_string_value(json_object_get(m->params, "protocolVersion"));
@@ -181,6 +186,7 @@ static void do_initialize(worker *w, http_req *req, jr_msg *m)
     session_claims_init(&cl, now, (uint64_t)gw->cfg->session_length_min * 60);
     cl.proto = (uint8_t)proto;
     cl.client_caps = client_caps(m->params);
+    if (id) memcpy(cl.subject, id->subject, sizeof cl.subject);   /* the session is bound to its subject */
     char sid[SESSION_ID_MAX];
     session_id_encode(gw->keys, &cl, sid);
     if (session_touch(gw->sessions, sid, cl.expires, now) == SESS_FULL) {
@@ -266,7 +272,7 @@ static void do_request(worker *w, http_req *req, jr_msg *m, json_t *msg, const c
 
 /* ---- POST / GET / DELETE ------------------------------------------------------------------------ */
 
-static void do_post(worker *w, http_req *req)
+static void do_post(worker *w, http_req *req, const auth_identity *id)
 {
     gateway *gw = w->gw;
     const char *ctype = http_req_header(req, "content-type");
@@ -304,13 +310,13 @@ static void do_post(worker *w, http_req *req)
         return;
     }
     if (m.kind == JR_REQUEST && !strcmp(m.method, "initialize") && !http_req_header(req, "mcp-session-id")) {
-        do_initialize(w, req, &m);
+        do_initialize(w, req, &m, id);
         json_decref(msg);
         return;
     }
     session_claims cl;
     const char *sid;
-    if (session_check(w, req, &cl, &sid) != 0) { json_decref(msg); return; }
+    if (session_check(w, req, id, &cl, &sid) != 0) { json_decref(msg); return; }
     if (m.kind != JR_REQUEST) {
         /* notifications and responses from the client: accepted */
         mcp_reply(w, req, 202, NULL, NULL, 0, NULL);
@@ -337,7 +343,7 @@ static void stream_abort(http_req *req)
     free(s);
 }
 
-static void do_get(worker *w, http_req *req)
+static void do_get(worker *w, http_req *req, const auth_identity *id)
 {
     gateway *gw = w->gw;
     const char *accept = http_req_header(req, "accept");
@@ -347,7 +353,7 @@ static void do_get(worker *w, http_req *req)
     }
     session_claims cl;
     const char *sid;
-    if (session_check(w, req, &cl, &sid) != 0) return;
+    if (session_check(w, req, id, &cl, &sid) != 0) return;
     if (__atomic_load_n(&gw->n_sse, __ATOMIC_RELAXED) >= (size_t)gw->cfg->max_sse_streams) {
         mcp_reply(w, req, 429, "application/json", "{\"error\":\"too many streams\"}", 28, NULL);
         return;
@@ -370,11 +376,11 @@ static void do_get(worker *w, http_req *req)
     http_stream_write(req, ": stream open\n\n", 15);
 }
 
-static void do_delete(worker *w, http_req *req)
+static void do_delete(worker *w, http_req *req, const auth_identity *id)
 {
     session_claims cl;
     const char *sid;
-    if (session_check(w, req, &cl, &sid) != 0) return;
+    if (session_check(w, req, id, &cl, &sid) != 0) return;
     char **up = session_revoke(w->gw->sessions, sid, (uint64_t)time(NULL));
     if (up) {
         /* end the upstream sessions too (best effort, nobody waits) */
@@ -408,7 +414,7 @@ static void do_delete(worker *w, http_req *req)
     mcp_reply(w, req, 200, NULL, NULL, 0, NULL);
 }
 
-void mcp_handle(worker *w, http_req *req)
+void mcp_handle(worker *w, http_req *req, const auth_identity *id)
 {
     gateway *gw = w->gw;
     const char *origin = http_req_header(req, "origin");
@@ -428,9 +434,9 @@ void mcp_handle(worker *w, http_req *req)
         return;
     }
     switch (req->method) {
-    case HTTP_POST: do_post(w, req); break;
-    case HTTP_GET: do_get(w, req); break;
-    case HTTP_DELETE: do_delete(w, req); break;
+    case HTTP_POST: do_post(w, req, id); break;
+    case HTTP_GET: do_get(w, req, id); break;
+    case HTTP_DELETE: do_delete(w, req, id); break;
     case HTTP_OPTIONS: {
         char extra[1024];
         mcp_extra_headers(w, req, extra, sizeof extra, NULL);

@@ -4,8 +4,10 @@
 #define GW_MCP_H
 #include "gateway.h"
 #include <jansson.h>
+#include "auth.h"
 
-void mcp_handle(worker *w, http_req *req);
+/* id: the caller's verified identity, NULL when authentication is off. */
+void mcp_handle(worker *w, http_req *req, const auth_identity *id);
 int  mcp_origin_allowed(const gateway *gw, const char *origin);
 
 /* Answers with CORS headers for the request's Origin and, when given, Mcp-Session-Id. */

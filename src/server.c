@@ -2,7 +2,9 @@
  * own SO_REUSEPORT listening socket (the kernel spreads connections), HTTP connections and
  * upstream client; plus the router from path to module. */
 #include "server.h"
+#include "auth.h"
 #include "health.h"
+#include "prm.h"
 #include "log.h"
 #include "mcp.h"
 #include <arpa/inet.h>
@@ -87,7 +89,15 @@ static void route(http_req *req, void *ctx)
 {
     worker *w = ctx;
     const char *p = req->path;
-    if (strcmp(p, "/mcp") == 0) mcp_handle(w, req);
+    if (!strncmp(p, "/.well-known/oauth-protected-resource", 37) && (p[37] == '\0' || p[37] == '/')) {
+        prm_handle(w, req);   /* never behind auth */
+        return;
+    }
+    const auth_identity *id = NULL;
+    if (auth_enabled() && !auth_exempt(w->gw, p) && !(req->method == HTTP_OPTIONS && !strcmp(p, "/mcp")) &&
+        !(id = auth_check(w, req)))
+        return;   /* answered 401/403 */
+    if (strcmp(p, "/mcp") == 0) mcp_handle(w, req, id);
     else if (!strcmp(p, "/healthz") || !strcmp(p, "/readyz") || !strcmp(p, "/status") || !strncmp(p, "/status/", 8)) {
         if (req->method != HTTP_GET && req->method != HTTP_HEAD)
             http_respond(req, 405, "Allow: GET\r\n", "application/json", "{\"error\":\"Method Not Allowed\"}", 30);
@@ -108,6 +118,8 @@ static void on_http_closed(http_server *s, void *arg)
     w->http = NULL;
     upclient_free(w->up);
     w->up = NULL;
+    auth_cache_free(w->auth);
+    w->auth = NULL;
     uv_close((uv_handle_t *)&w->wake, on_closed_handle);
     uv_close((uv_handle_t *)&w->keepalive, on_closed_handle);
 }
@@ -143,7 +155,8 @@ int server_start_worker(worker *w, const http_limits *lim)
     if (uv_loop_init(&w->loop)) return -1;
     w->http = http_server_new(&w->loop, lim, route, w);
     w->up = upclient_new(&w->loop);
-    if (!w->http || !w->up) return -1;
+    w->auth = auth_cache_new(16384);
+    if (!w->http || !w->up || !w->auth) return -1;
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->keepalive);

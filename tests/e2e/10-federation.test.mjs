@@ -60,6 +60,13 @@ describe("federation of two upstreams", () => {
     assert.equal(fail.isError, true, "tool error result passed through as isError");
   });
 
+  test("arguments and results pass through unchanged (unicode, escapes, 256 KiB)", async () => {
+    for (const text of ["h\u00e9llo w\u00f6rld \u2713 \ud83d\ude80", 'quotes " \\ backslash \n newline \t tab </script>', "x".repeat(256 * 1024)]) {
+      const r = await client.callTool({ name: "s1_echo", arguments: { text } });
+      assert.equal(L.textOf(r), text, `echo of ${text.length} chars`);
+    }
+  });
+
   test("calls on server-everything return exact results", async () => {
     assert.equal(L.textOf(await client.callTool({ name: "ev_echo", arguments: { message: "hi there" } })), "Echo: hi there");
     assert.equal(L.textOf(await client.callTool({ name: "ev_get-sum", arguments: { a: 2, b: 3 } })), "The sum of 2 and 3 is 5.");
