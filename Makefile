@@ -28,28 +28,36 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all deps test-deps run test test-unit test-e2e test-asan clean check-config help
 all: $(GATEWAY) $(EXAMPLE)
 
+# V=1 shows the whole commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 # llhttp's own sources, compiled with relaxed flags (not our code).
 $(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(@D)
-	$(CC) -std=c17 $(OPT) $(SAN) -w -I$(LLHTTP_INC) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) -std=c17 $(OPT) $(SAN) -w -I$(LLHTTP_INC) -c $< -o $@
 
 $(LIB): $(OBJ) $(LLHTTP_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(GATEWAY): src/main.c $(LIB)
-	$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
 $(EXAMPLE): examples/servers/mcp-example-server.c $(LIB)
-	$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcmocka -o $@
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcmocka -o $@
 
 deps:
 	@scripts/deps.sh build

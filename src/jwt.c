@@ -560,22 +560,33 @@ static int jwt_scope_granted(const json_t *v, const char *scope)
     return 0;
 }
 
+static int64_t jwt_sat_add(int64_t a, int64_t b) /* b >= 0 */
+{
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+/* Whether now >= v + leeway (leeway >= 0) for the JSON number v: exact (saturating) for
+ * integers, in doubles for fractional times. */
+static int jwt_reached(int64_t now, const json_t *v, int64_t leeway)
+{
+    if (json_is_integer(v)) return now >= jwt_sat_add(json_integer_value(v), leeway);
+    return (double)now >= json_real_value(v) + (double)leeway;
+}
+
 int jwt_check_claims(const jwt *t, const jwt_policy *p, int64_t now, char *err, size_t errlen)
 {
     if (!t || !json_is_object(t->payload)) return jwt_fail(err, errlen, JWT_MALFORMED, "no claims");
     const json_t *c = t->payload;
-    /* Seconds as doubles: exact for every integer below 2^53, and beyond that no realistic
-     * "now" is near enough for rounding to matter. */
-    double leeway = p->leeway_s > 0 ? (double)p->leeway_s : 0, dnow = (double)now;
+    int64_t leeway = p->leeway_s > 0 ? p->leeway_s : 0;
 
     const json_t *exp = json_object_get(c, "exp"); /* borrowed from the payload, as are the next */
     if (!exp) return jwt_fail(err, errlen, JWT_MISSING_EXP, "token has no exp");
     if (!json_is_number(exp)) return jwt_fail(err, errlen, JWT_MISSING_EXP, "exp is not a number");
-    if (dnow >= json_number_value(exp) + leeway) return jwt_fail(err, errlen, JWT_EXPIRED, "token expired");
+    if (jwt_reached(now, exp, leeway)) return jwt_fail(err, errlen, JWT_EXPIRED, "token expired");
 
     const json_t *nbf = json_object_get(c, "nbf");
     if (nbf && !json_is_number(nbf)) return jwt_fail(err, errlen, JWT_NOT_YET_VALID, "nbf is not a number");
-    if (nbf && dnow + leeway < json_number_value(nbf))
+    if (nbf && !jwt_reached(jwt_sat_add(now, leeway), nbf, 0))
         return jwt_fail(err, errlen, JWT_NOT_YET_VALID, "token not valid yet (nbf)");
 
     if (p->n_issuers) {

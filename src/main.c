@@ -85,8 +85,12 @@ int main(int argc, char **argv)
     gw.started = (uint64_t)time(NULL);
     struct sockaddr_storage ss;
     if (server_parse_addr(cfg->listen_addr, &ss, err, sizeof err)) goto fail;
-    gw.keys = session_keyring_new(cfg->signing_key, getenv("GATEWAY_SIGNING_KEY_PREVIOUS"), err, sizeof err);
-    if (!gw.keys) goto fail;
+    char kerr[512];
+    gw.keys = session_keyring_new(cfg->signing_key, getenv("GATEWAY_SIGNING_KEY_PREVIOUS"), kerr, sizeof kerr);
+    if (!gw.keys) {
+        snprintf(err, sizeof err, "GATEWAY_SIGNING_KEY: %s", kerr);
+        goto fail;
+    }
     if (cfg->check_config) {
         print_check(cfg);
         return 0;

@@ -1,6 +1,7 @@
 // Shared helpers for the end-to-end suites (node:test).
 // Every suite starts its own processes on free ports and kills them in after(): suites are independent.
 import { spawn, spawnSync } from "node:child_process";
+import http from "node:http";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -172,14 +173,18 @@ export function tmpDir() {
 
 const q = (v) => JSON.stringify(String(v));   // a JSON string is a valid YAML double-quoted scalar
 
-/** Write a gateway YAML config; servers: [{ name, url, prefix, ...other scalar keys }]. Returns its path. */
-export function writeConfig(servers, { file = "gateway.yaml", dir = tmpDir() } = {}) {
+/**
+ * Write a gateway YAML config; servers: [{ name, url, prefix, ...other scalar keys }]. Returns its path.
+ * `extra`: YAML text appended as is (top-level sections such as `auth:`).
+ */
+export function writeConfig(servers, { file = "gateway.yaml", dir = tmpDir(), extra = "" } = {}) {
   let y = "servers:\n";
   for (const s of servers) {
     const { name, url, ...rest } = s;
     y += `  - name: ${q(name)}\n    url: ${q(url)}\n`;
     for (const [k, v] of Object.entries(rest)) if (v !== undefined) y += `    ${k}: ${typeof v === "boolean" ? v : q(v)}\n`;
   }
+  if (extra) y += extra.endsWith("\n") ? extra : `${extra}\n`;
   const f = path.join(dir, file);
   fs.writeFileSync(f, y);
   return f;
@@ -238,6 +243,8 @@ export function runSync(cmd, args, { env = {}, timeout = 15000 } = {}) {
   if (r.error) throw new Error(`cannot run ${cmd}: ${r.error.message}`);
   const logFile = path.join(LOG_DIR, `${SUITE}-runs.log`);
   fs.appendFileSync(logFile, `\n=== $ ${[cmd, ...args].join(" ")}\n--- status ${r.status} signal ${r.signal}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}\n`);
+  const san = sanitizerErrors(`${r.stdout}\n${r.stderr}`);
+  if (san.length) throw new Error(`sanitizer report from ${path.basename(cmd)} ${args.join(" ")}:\n    ${san.slice(0, 5).join("\n    ")}`);
   return r;
 }
 
@@ -458,4 +465,118 @@ export function rawHttp(port, { method = "POST", path: p = "/mcp", headers = {},
       }
     });
   });
+}
+
+// ------------------------------------------------------------------ OAuth (the 6x-auth suites)
+
+export const IDP_JS = path.join(ROOT, "examples/idp/dev-idp.mjs");
+export const FAKE_BROWSER = path.join(ROOT, "tests/e2e/fake-browser.sh");
+export const MCP_REMOTE_JS = path.join(ROOT, "tests/node_modules/mcp-remote/dist/proxy.js");
+/** The 401 body (the seed's AuthPolicy), byte for byte. */
+export const UNAUTHORIZED_BODY = '{"error":"Unauthorized","message":"Authentication required."}';
+
+/**
+ * The development IdP (examples/idp/dev-idp.mjs) on a free port, issuer http://127.0.0.1:<port>/realms/mcp.
+ * `autoApprove`: logins without a page (AUTO_APPROVE=1); `hooks`: /admin/* test hooks (IDP_TEST_HOOKS=1).
+ * Resolves when its discovery document answers. Returns the process with .port, .base, .issuer,
+ * .tokenUrl, .jwksUrl, .rotateKeys(), .setAlg(alg).
+ */
+export async function startIdp({ port, autoApprove = false, hooks = true, env = {}, logName = "idp" } = {}) {
+  port ??= await freePort();
+  const issuer = `http://127.0.0.1:${port}/realms/mcp`;
+  const p = spawnProc(logName, process.execPath, [IDP_JS], { env: {
+    IDP_PORT: String(port), ISSUER: issuer, AUTO_APPROVE: autoApprove ? "1" : "", IDP_TEST_HOOKS: hooks ? "1" : "", ...env } });
+  await waitHttp(`${issuer}/.well-known/openid-configuration`, { proc: p, ok: (s) => s === 200, what: `dev IdP on port ${port}` });
+  Object.assign(p, {
+    port, issuer, base: `http://127.0.0.1:${port}`,
+    tokenUrl: `${issuer}/protocol/openid-connect/token`, jwksUrl: `${issuer}/protocol/openid-connect/certs`,
+  });
+  const hook = async (what) => {
+    const r = await fetch(`${p.base}/admin/${what}`, { method: "POST", signal: AbortSignal.timeout(10000) });
+    const j = await r.json();
+    if (!r.ok) throw new Error(`IdP hook ${what}: HTTP ${r.status} ${JSON.stringify(j)}`);
+    return j;
+  };
+  p.rotateKeys = () => hook("rotate-keys");
+  p.setAlg = (alg) => hook(`alg?alg=${encodeURIComponent(alg)}`);
+  return p;
+}
+
+/** An access token from the IdP's token endpoint by client_credentials (client_secret_basic). */
+export async function idpToken(idp, { clientId = "gw-test", secret = "gw-test-secret", resource, scope } = {}) {
+  const body = new URLSearchParams({ grant_type: "client_credentials" });
+  if (resource) body.set("resource", resource);
+  if (scope) body.set("scope", scope);
+  const r = await fetch(idp.tokenUrl, {
+    method: "POST", body, signal: AbortSignal.timeout(10000),
+    headers: { authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString("base64")}`,
+               "content-type": "application/x-www-form-urlencoded" },
+  });
+  const j = await r.json().catch(() => ({}));
+  if (!r.ok || !j.access_token) throw new Error(`token endpoint ${idp.tokenUrl}: HTTP ${r.status} ${JSON.stringify(j)}`);
+  return j.access_token;
+}
+
+/** Header and payload of a JWT (no verification). */
+export function jwtParts(token) {
+  const [h, p] = token.split(".");
+  return { header: JSON.parse(Buffer.from(h, "base64url")), payload: JSON.parse(Buffer.from(p, "base64url")) };
+}
+
+export const bearer = (token) => ({ authorization: `Bearer ${token}` });
+
+/** The resource_metadata URL the gateway must announce for the canonical resource URI `resource`. */
+export const prmUrlFor = (resource) => `${new URL(resource).origin}/.well-known/oauth-protected-resource/mcp`;
+
+/**
+ * Parse a `WWW-Authenticate: Bearer k="v", k2="v2"` value. Returns { scheme, params } or null.
+ * Quoted values may hold \" escapes; unquoted tokens are accepted too.
+ */
+export function parseWwwAuthenticate(value) {
+  const m = /^\s*([A-Za-z][\w-]*)(?:\s+(.*))?$/s.exec(value || "");
+  if (!m) return null;
+  const params = {};
+  const re = /\s*([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))\s*(?:,|$)/gy;
+  const rest = m[2] || "";
+  let x;
+  while (re.lastIndex < rest.length && (x = re.exec(rest))) params[x[1].toLowerCase()] = x[2] !== undefined ? x[2].replace(/\\(.)/g, "$1") : x[3];
+  return { scheme: m[1], params, order: Object.keys(params) };
+}
+
+/**
+ * A counting reverse proxy in this process, put between the gateway and an upstream (`target`, a URL whose
+ * origin is used): every request is recorded ({ method, url, headers, rpc: [JSON-RPC methods] }) and
+ * forwarded; responses (SSE too) are streamed back. Returns { port, url (…/mcp), requests, count(rpcMethod), close() }.
+ */
+export async function startCountingProxy(target, { port } = {}) {
+  const t = new URL(target);
+  const requests = [];
+  const srv = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      let rpcMethods = [];
+      try {
+        const j = JSON.parse(body.toString("utf8"));
+        rpcMethods = (Array.isArray(j) ? j : [j]).map((m) => m?.method ?? (m && "id" in m ? "(response)" : "?"));
+      } catch { /* not JSON (GET, DELETE) */ }
+      requests.push({ method: req.method, url: req.url, headers: { ...req.headers }, rpc: rpcMethods, at: Date.now() });
+      const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+        res.writeHead(ur.statusCode, ur.headers);
+        ur.pipe(res);
+      });
+      up.on("error", () => { if (!res.headersSent) res.writeHead(502); res.end(); });
+      res.on("close", () => up.destroy());
+      up.end(body);
+    });
+  });
+  await new Promise((resolve, reject) => { srv.once("error", reject); srv.listen(port ?? 0, "127.0.0.1", resolve); });
+  const p = srv.address().port;
+  return {
+    port: p, url: `http://127.0.0.1:${p}${t.pathname}`, requests,
+    /** how many requests carried a JSON-RPC message with this method (e.g. "tools/call") */
+    count: (method) => requests.reduce((n, r) => n + r.rpc.filter((m) => m === method).length, 0),
+    close: () => new Promise((resolve) => { srv.closeAllConnections?.(); srv.close(() => resolve()); }),
+  };
 }

@@ -41,6 +41,9 @@ typedef struct fx {
     int          aborts;        /* on_abort calls */
     http_req    *held;          /* /hold: a stream left open */
     int          closed;        /* http_server_close callback ran */
+    int          drains;        /* on_drain calls */
+    int          flood_cut;     /* /flood: http_stream_write returned -1 */
+    size_t       flood_bytes;
 } fx;
 
 typedef struct async_resp {
@@ -95,6 +98,15 @@ static void held_abort(http_req *req)
     f->held = NULL;
 }
 
+static void drain_end(http_req *req)
+{
+    fx *f = req->ud;
+    f->drains++;
+    assert_true(http_req_queued(req) <= f->lim.max_write_queue / 2);
+    http_stream_write(req, "END", 3);
+    http_stream_end(req);   /* the request is gone from here */
+}
+
 static void handler(http_req *req, void *ctx)
 {
     fx *f = ctx;
@@ -135,6 +147,38 @@ static void handler(http_req *req, void *ctx)
         http_stream_begin(req, 200, NULL, "text/event-stream");
         http_stream_write(req, "first", 5);
         f->held = req;
+        return;
+    }
+    if (strcmp(req->path, "/big") == 0) {   /* ?<n>: n bytes of a pattern, through the write queue */
+        size_t n = strtoul(req->query, NULL, 10);
+        char *b = malloc(n ? n : 1);
+        for (size_t i = 0; i < n; i++) b[i] = (char)('a' + i % 23);
+        http_respond_take(req, 200, NULL, "application/octet-stream", b, n);
+        return;
+    }
+    if (strcmp(req->path, "/flood") == 0) {  /* writes to a client that does not read, until cut */
+        static char chunk[65536];
+        memset(chunk, 'f', sizeof chunk);
+        req->ud = f;
+        req->on_abort = held_abort;
+        f->held = req;
+        http_stream_begin(req, 200, NULL, "application/octet-stream");
+        for (int i = 0; i < 4096; i++) {   /* 256 MiB at most: never reached */
+            if (http_stream_write(req, chunk, sizeof chunk) < 0) { f->flood_cut = 1; break; }
+            f->flood_bytes += sizeof chunk;
+        }
+        return;
+    }
+    if (strcmp(req->path, "/drain") == 0) {  /* fills the queue past half its cap, ends on drain */
+        static char chunk[65536];
+        memset(chunk, 'd', sizeof chunk);
+        req->ud = f;
+        req->on_drain = drain_end;
+        http_stream_begin(req, 200, NULL, "application/octet-stream");
+        while (http_req_queued(req) <= f->lim.max_write_queue / 2) {
+            assert_int_equal(http_stream_write(req, chunk, sizeof chunk), 0);
+            f->flood_bytes += sizeof chunk;
+        }
         return;
     }
     if (strcmp(req->path, "/close") == 0) {
@@ -188,6 +232,22 @@ static int setup(void **state)
     return 0;
 }
 
+/* keepalive-timeout 0: no persistent connections */
+static int setup_no_keepalive(void **state)
+{
+    setup(state);
+    fx *f = *state;
+    http_server_close(f->srv, on_server_closed, f);
+    while (!f->closed) uv_run(&f->loop, UV_RUN_ONCE);
+    http_server_free(f->srv);
+    f->closed = 0;
+    f->lim.idle_timeout_ms = 0;
+    f->srv = http_server_new(&f->loop, &f->lim, handler, f);
+    int fd = listen_socket(&f->port);
+    assert_int_equal(http_server_listen_fd(f->srv, fd), 0);
+    return 0;
+}
+
 static void pump(fx *f, int ms)
 {
     uint64_t end = now_ms() + (uint64_t)ms;
@@ -197,9 +257,15 @@ static void pump(fx *f, int ms)
     } while (now_ms() < end);
 }
 
+typedef struct client client;
+static void cl_close(client *c);
+static client *open_clients[16];
+
 static int teardown(void **state)
 {
     fx *f = *state;
+    for (size_t i = 0; i < sizeof open_clients / sizeof *open_clients; i++)
+        if (open_clients[i]) cl_close(open_clients[i]);
     if (!f->closed) {
         http_server_close(f->srv, on_server_closed, f);
         uint64_t end = now_ms() + WAIT_MS;
@@ -220,18 +286,26 @@ static int teardown(void **state)
 
 /* ---- client side ---- */
 
-typedef struct client {
+struct client {
     int    fd;
-    char   in[65536];
+    char  *in;      /* received bytes, NUL-terminated, grown as needed */
+    size_t cap;
     size_t len;     /* bytes received */
     size_t off;     /* bytes consumed by parsed responses */
     int    eof;     /* peer closed (FIN or reset) */
     int    reset;
-} client;
+};
+
+/* Open clients, closed by teardown when a failed assertion skipped the test's own cl_close. */
 
 static void cl_open(fx *f, client *c)
 {
+    for (size_t i = 0; i < sizeof open_clients / sizeof *open_clients; i++)
+        if (!open_clients[i]) { open_clients[i] = c; break; }
     memset(c, 0, sizeof *c);
+    c->cap = 65536;
+    c->in = calloc(1, c->cap);
+    assert_non_null(c->in);
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(c->fd >= 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
@@ -242,8 +316,12 @@ static void cl_open(fx *f, client *c)
 
 static void cl_close(client *c)
 {
+    for (size_t i = 0; i < sizeof open_clients / sizeof *open_clients; i++)
+        if (open_clients[i] == c) open_clients[i] = NULL;
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
+    free(c->in);
+    c->in = NULL;
 }
 
 static void cl_send(fx *f, client *c, const char *data, size_t n)
@@ -263,8 +341,13 @@ static void cl_sends(fx *f, client *c, const char *s) { cl_send(f, c, s, strlen(
 
 static void cl_recv(client *c)
 {
-    while (!c->eof && c->len < sizeof c->in - 1) {
-        ssize_t r = recv(c->fd, c->in + c->len, sizeof c->in - 1 - c->len, 0);
+    while (!c->eof) {
+        if (c->cap - c->len < 65536) {
+            c->cap *= 2;
+            c->in = realloc(c->in, c->cap);
+            assert_non_null(c->in);
+        }
+        ssize_t r = recv(c->fd, c->in + c->len, c->cap - 1 - c->len, 0);
         if (r > 0) { c->len += (size_t)r; c->in[c->len] = '\0'; continue; }
         if (r == 0) { c->eof = 1; break; }
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -1005,6 +1088,150 @@ static void status_and_method_names(void **state)
     assert_string_equal(http_method_str(HTTP_DELETE), "DELETE");
 }
 
+static void large_response(void **state)
+{
+    fx *f = *state;
+    client c;
+    cl_open(f, &c);
+    enum { N = 3 << 20 };   /* more than the socket buffers: goes through uv_write */
+    char req[128];
+    snprintf(req, sizeof req, "GET /big?%d HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n", N);
+    cl_sends(f, &c, req);
+    uint64_t end = now_ms() + WAIT_MS;
+    const char *body = NULL;
+    while (now_ms() < end) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        cl_recv(&c);
+        const char *h = strstr(c.in, "\r\n\r\n");
+        if (h && c.len >= (size_t)(h + 4 - c.in) + N) { body = h + 4; break; }
+        if (c.eof) break;
+    }
+    assert_non_null(body);
+    assert_true(strncmp(c.in, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    char cl[64];
+    snprintf(cl, sizeof cl, "\r\nContent-Length: %d\r\n", N);
+    assert_non_null(strstr(c.in, cl));
+    for (size_t i = 0; i < N; i++)
+        if (body[i] != (char)('a' + i % 23)) fail_msg("byte %zu differs", i);
+    c.off = (size_t)(body - c.in) + N;
+    /* the pipelined request behind it is answered after it */
+    resp r;
+    cl_expect(f, &c, &r);
+    assert_string_equal(r.body, "echo m=GET p=/next q= n=0 h=- b=");
+    cl_close(&c);
+}
+
+static void slow_client_cut(void **state)
+{
+    fx *f = *state;
+    client c;
+    cl_open(f, &c);
+    cl_sends(f, &c, "GET /flood HTTP/1.1\r\nHost: x\r\n\r\n");
+    /* never read: the write queue passes its cap, the stream is cut, the handler told */
+    uint64_t end = now_ms() + WAIT_MS;
+    while (f->aborts == 0 && now_ms() < end) pump(f, 5);
+    assert_int_equal(f->flood_cut, 1);
+    assert_int_equal(f->aborts, 1);
+    assert_null(f->held);
+    pump(f, 10);
+    assert_int_equal(http_server_connections(f->srv), 0);
+    cl_close(&c);
+}
+
+static void drain_callback(void **state)
+{
+    fx *f = *state;
+    client c;
+    cl_open(f, &c);
+    cl_sends(f, &c, "GET /drain HTTP/1.1\r\nHost: x\r\n\r\n");
+    pump(f, 20);
+    assert_true(f->flood_bytes > f->lim.max_write_queue / 2);
+    assert_int_equal(f->drains, 0);
+    /* read everything: the queue drains, on_drain ends the stream */
+    uint64_t end = now_ms() + WAIT_MS;
+    while (now_ms() < end) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        cl_recv(&c);
+        if (c.len >= 10 && memcmp(c.in + c.len - 10, "END\r\n0\r\n\r\n", 10) == 0) break;
+        if (c.eof) break;
+    }
+    assert_int_equal(f->drains, 1);
+    assert_true(c.len >= 10);
+    assert_memory_equal(c.in + c.len - 10, "END\r\n0\r\n\r\n", 10);
+    /* still keep-alive */
+    c.off = c.len;
+    cl_sends(f, &c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    resp r;
+    cl_expect(f, &c, &r);
+    assert_string_equal(r.body, "echo m=GET p=/after q= n=0 h=- b=");
+    cl_close(&c);
+}
+
+/* A pipelining client far ahead of a slow request: reading pauses, nothing is lost or reordered. */
+static void pipelining_back_pressure(void **state)
+{
+    fx *f = *state;
+    client c;
+    cl_open(f, &c);
+    enum { N = 6000 };
+    buf b;
+    buf_init(&b, 1 << 24);
+    buf_appends(&b, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int i = 0; i < N; i++) buf_printf(&b, "GET /p?%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+    assert_true(b.len > 256 * 1024 / 2);
+    cl_send(f, &c, b.data, b.len);
+    buf_free(&b);
+    resp r;
+    cl_expect(f, &c, &r);
+    assert_string_equal(r.body, "async m=GET p=/async q= n=0 h=- b=");
+    for (int i = 0; i < N; i++) {
+        char want[64];
+        cl_expect(f, &c, &r);
+        snprintf(want, sizeof want, "echo m=GET p=/p q=%d n=0 h=- b=", i);
+        if (strcmp(r.body, want) != 0) fail_msg("response %d: '%s'", i, r.body);
+    }
+    assert_int_equal(f->n_reqs, N + 1);
+    assert_false(c.eof);
+    cl_close(&c);
+}
+
+/* "Upgrade: h2c" (curl --http2 on http://) is only an offer: the server answers in HTTP/1.1,
+ * so the connection goes on in HTTP/1.1 (RFC 9110 7.8). */
+static void upgrade_offer_ignored(void **state)
+{
+    fx *f = *state;
+    client c;
+    cl_open(f, &c);
+    cl_sends(f, &c,
+             "GET /u1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+             "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n");
+    resp r;
+    cl_expect(f, &c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "echo m=GET p=/u1 q= n=0 h=- b=");
+    assert_false(has_conn_close(&r));
+    cl_sends(f, &c, "GET /u2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    cl_expect(f, &c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "echo m=GET p=/u2 q= n=0 h=- b=");
+    cl_close(&c);
+}
+
+/* With keepalive-timeout 0 the server closes after each response, and says so (RFC 9112 9.6). */
+static void no_keepalive_announces_close(void **state)
+{
+    fx *f = *state;
+    client c;
+    cl_open(f, &c);
+    cl_sends(f, &c, "GET /once HTTP/1.1\r\nHost: x\r\n\r\n");
+    resp r;
+    cl_expect(f, &c, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(cl_wait_eof(f, &c, WAIT_MS));
+    assert_true(has_conn_close(&r));
+    cl_close(&c);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1034,6 +1261,12 @@ int main(void)
         T(stream_abort),
         T(half_close_still_answered),
         T(graceful_close),
+        T(large_response),
+        T(slow_client_cut),
+        T(drain_callback),
+        T(pipelining_back_pressure),
+        T(upgrade_offer_ignored),
+        cmocka_unit_test_setup_teardown(no_keepalive_announces_close, setup_no_keepalive, teardown),
         cmocka_unit_test(status_and_method_names),
     };
     return cmocka_run_group_tests_name("http", tests, NULL, NULL);
