@@ -24,6 +24,7 @@ typedef struct issuer {
     const gw_issuer_cfg *cfg;
     pthread_mutex_t      lock;
     jwk_set             *keys;        /* current set, under lock */
+    uint64_t             gen;         /* bumped with each new set (atomic) */
     char                *jwks_uri;    /* configured or discovered (control loop only) */
     uint64_t             last_fetch;  /* ms, control loop */
     int                  busy;        /* a fetch is in flight */
@@ -190,6 +191,7 @@ static void fetch_done(up_call *c, void *ud, const char *err)
             pthread_mutex_lock(&is->lock);
             jwk_set *old = is->keys;
             is->keys = k;
+            __atomic_add_fetch(&is->gen, 1, __ATOMIC_RELEASE);
             pthread_mutex_unlock(&is->lock);
             if (!old) log_info(name, "signing keys loaded: %zu key(s)", jwks_count(k));
             else log_debug(name, "signing keys refreshed: %zu key(s)", jwks_count(k));
@@ -411,13 +413,23 @@ const auth_identity *auth_check(worker *w, http_req *req)
     int64_t now = (int64_t)time(NULL);
     auth_identity *hit = c->e[slot];
     if (hit && !memcmp(hit->key, key, sizeof key)) {
-        if (now < hit->exp + w->gw->cfg->auth.leeway_s) return hit;
-        ident_free(hit);              /* expired: never used past exp */
+        int ok = now < hit->exp + w->gw->cfg->auth.leeway_s;   /* never used past exp */
+        issuer *his = hit->issuer;
+        uint64_t gen = __atomic_load_n(&his->gen, __ATOMIC_ACQUIRE);
+        if (ok && gen != hit->keys_gen) {   /* new key set: is its key still there? */
+            jwk_set *ks = keys_acquire(his);
+            ok = ks && (hit->kid[0] ? jwks_has_kid(ks, hit->kid) : jwks_count(ks) > 0);
+            jwks_unref(ks);
+            hit->keys_gen = gen;
+        }
+        if (ok) return hit;
+        ident_free(hit);
         c->e[slot] = NULL;
     }
 
     issuer *is = pick_issuer(tok, len);
     if (!is) { deny(w, req, 401, "invalid_token", "token issuer is not trusted"); return NULL; }
+    uint64_t gen = __atomic_load_n(&is->gen, __ATOMIC_ACQUIRE);
     jwk_set *keys = keys_acquire(is);
     if (!keys) {
         __atomic_store_n(&is->want, 1, __ATOMIC_RELEASE);
@@ -432,6 +444,12 @@ const auth_identity *auth_check(worker *w, http_req *req)
     if (rc == JWT_UNKNOWN_KID) {
         __atomic_store_n(&is->want, 1, __ATOMIC_RELEASE);   /* maybe a rotation: refresh, rate-limited */
         uv_async_send(&A.wake);
+    }
+    if (rc == JWT_ERROR) {
+        log_error("auth", "token verification failed: %s", err);
+        http_respond(req, 503, "Retry-After: 1\r\n", "application/json",
+                     "{\"error\":\"Service Unavailable\",\"message\":\"token verification failed\"}", 69);
+        return NULL;
     }
     if (rc != JWT_OK) {
         log_debug("auth", "token rejected: %s", err);
@@ -450,7 +468,11 @@ const auth_identity *auth_check(worker *w, http_req *req)
     auth_identity *id = calloc(1, sizeof *id);
     if (!id) { jwt_free(&t); deny(w, req, 401, "invalid_token", "out of memory"); return NULL; }
     memcpy(id->key, key, sizeof key);
-    id->exp = (int64_t)json_number_value(json_object_get(t.payload, "exp"));
+    double exp = json_number_value(json_object_get(t.payload, "exp"));   /* checked present above */
+    id->exp = exp > 4e18 ? (int64_t)4e18 : (int64_t)exp;                  /* clamped: no overflow below */
+    id->issuer = is;
+    id->keys_gen = gen;
+    snprintf(id->kid, sizeof id->kid, "%s", t.kid);
     id->claims = t.payload;
     t.payload = NULL;
     jwt_free(&t);

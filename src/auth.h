@@ -21,6 +21,9 @@ typedef struct auth_identity {
     char     iss[512];
     char     client_id[256];
     json_t  *claims;        /* the verified payload (owned; read by the loop that cached it) */
+    void    *issuer;        /* the issuer whose key verified it */
+    uint64_t keys_gen;      /* that issuer's key-set generation when last checked */
+    char     kid[128];      /* the key that verified it */
 } auth_identity;
 
 typedef struct auth_cache auth_cache;   /* one per worker: no locks on the hot path */

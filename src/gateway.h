@@ -31,7 +31,7 @@ struct worker {
     mcp_stream  *streams;       /* open GET streams of this loop */
     size_t       n_streams;
     uint64_t     next_up_id;    /* ids of requests this loop sends upstream */
-    uint64_t     seen_tools_version;
+    uint64_t     seen_lists[4];     /* list versions already announced (per catalog kind) */
     int          stopping;
     int          listen_fd;
 };
@@ -48,11 +48,12 @@ struct gateway {
     char           **origins;   /* allowed Origin patterns ("http://localhost:*") */
     size_t           n_origins;
     int              loopback;  /* bound to a loopback address: Host is checked */
-    uint64_t         tools_version;   /* bumped when the federated tool list changes (atomic) */
+    uint64_t         list_version[4]; /* bumped when a federated list changes (atomic; catalog kinds) */
     size_t           n_sse;           /* open GET streams, all loops (atomic) */
     uint64_t         started;
 };
 
-/* Asks every worker to announce notifications/tools/list_changed to its GET streams. */
-void gateway_tools_changed(gateway *gw);
+/* Asks every worker to announce notifications/<kind>/list_changed to its GET streams
+ * (kind: a catalog kind; resource templates are announced as resources). */
+void gateway_list_changed(gateway *gw, int kind);
 #endif

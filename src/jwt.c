@@ -66,13 +66,14 @@ static int jwt_fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
-/* Copies at most 32 bytes of untrusted s into out[48] for a message: printable ASCII kept,
- * anything else as '?', "..." when cut. */
+/* Copies at most 32 bytes of untrusted s into out[48] for a message: printable ASCII kept
+ * except '"' and '\\' (messages may end up in a quoted header parameter), anything else as
+ * '?', "..." when cut. */
 static const char *jwt_quote(const char *s, size_t n, char out[48])
 {
     size_t o = 0;
     for (size_t i = 0; i < n && o < 32; i++)
-        out[o++] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+        out[o++] = s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' ? s[i] : '?';
     if (n > 32) { memcpy(out + o, "...", 3); o += 3; }
     out[o] = '\0';
     return out;

@@ -15,7 +15,8 @@
  *
  * Errors: every function that can fail writes a short human reason to err (errlen bytes,
  * always NUL-terminated; err may be NULL). Reasons quote attacker-chosen text (alg, kid) only
- * shortened and with non-printable bytes replaced, so they are safe to log. */
+ * shortened to 32 bytes, with non-printable bytes, '"' and '\\' replaced by '?', so they are
+ * safe to log and to put in a quoted header parameter (WWW-Authenticate error_description). */
 #ifndef GW_JWT_H
 #define GW_JWT_H
 #include <jansson.h>

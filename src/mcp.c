@@ -193,74 +193,148 @@ static void do_initialize(worker *w, http_req *req, jr_msg *m, const auth_identi
         mcp_reply_error(w, req, 503, m->id, JR_INTERNAL_ERROR, "too many sessions: try again later");
         return;
     }
-    char result[512];
+    char result[768];
     int n = snprintf(result, sizeof result,
-                     "{\"protocolVersion\":\"%s\",\"capabilities\":{\"tools\":{\"listChanged\":true}},"
+                     "{\"protocolVersion\":\"%s\",\"capabilities\":{\"tools\":{\"listChanged\":true},"
+                     "\"prompts\":{\"listChanged\":true},\"resources\":{\"subscribe\":true,\"listChanged\":true},"
+                     "\"logging\":{},\"completions\":{}},"
                      "\"serverInfo\":{\"name\":\"mcp-gateway\",\"version\":\"" GW_VERSION "\"}}",
                      session_proto_name((uint8_t)proto));
     reply_result(w, req, m->id, result, (size_t)n, sid);
 }
 
-static void do_tools_list(worker *w, http_req *req, jr_msg *m)
+static void do_list(worker *w, http_req *req, jr_msg *m, enum cat_kind kind)
 {
+    static const char *const empty[CAT_KINDS] = {"{\"tools\":[]}", "{\"prompts\":[]}", "{\"resources\":[]}",
+                                                 "{\"resourceTemplates\":[]}"};
     catalog *c = catalog_acquire();
-    const char *vs = http_req_header(req, "x-mcp-virtualserver");
     size_t len = 0;
-    const char *res = NULL;
-    if (c && vs) res = catalog_vs_result(c, vs, &len);
-    if (c && !res) { res = c->tools_result; len = c->tools_result_len; }
-    if (!res) { res = "{\"tools\":[]}"; len = strlen(res); }
+    const char *res = c ? catalog_result(c, kind, http_req_header(req, "x-mcp-virtualserver"), &len) : NULL;
+    if (!res) { res = empty[kind]; len = strlen(res); }
     reply_result(w, req, m->id, res, len, NULL);
     catalog_unref(c);
 }
 
-/* May the virtual server named in the request use this tool? */
-static int vs_allows(const gateway *gw, const char *vs, const char *tool)
+/* May the virtual server named in the request use this tool or prompt? */
+static int vs_allows(const gateway *gw, const char *vs, enum cat_kind kind, const char *name)
 {
     if (!vs) return 1;
     for (size_t i = 0; i < gw->cfg->n_vservers; i++) {
         const gw_vserver_cfg *v = &gw->cfg->vservers[i];
         if (strcmp(v->name, vs) != 0) continue;
-        if (!v->tools_set) return 1;
-        for (size_t k = 0; k < v->n_tools; k++)
-            if (strcmp(v->tools[k], tool) == 0) return 1;
+        int set = kind == CAT_TOOLS ? v->tools_set : kind == CAT_PROMPTS ? v->prompts_set : 0;
+        if (!set) return 1;
+        char *const *names = kind == CAT_TOOLS ? v->tools : v->prompts;
+        size_t n = kind == CAT_TOOLS ? v->n_tools : v->n_prompts;
+        for (size_t k = 0; k < n; k++)
+            if (strcmp(names[k], name) == 0) return 1;
         return 0;
     }
     return 1;   /* unknown virtual server: the whole catalog */
 }
 
-static void do_tools_call(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl)
+/* Routes a request naming a tool or prompt (params.name, or params.ref.name) to its server,
+ * rewriting the name to the upstream's own. */
+static void route_named(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl,
+                        enum cat_kind kind, json_t *holder)
 {
-    const char *name = json_string_value(json_object_get(m->params, "name"));
-    if (!json_is_object(m->params) || !name) {
-        mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, "tools/call needs params.name");
+    const char *what = kind == CAT_TOOLS ? "tool" : "prompt";
+    const char *name = json_string_value(json_object_get(holder, "name"));
+    if (!name) {
+        char e[96];
+        snprintf(e, sizeof e, "%s needs params.%sname", m->method, holder == m->params ? "" : "ref.");
+        mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, e);
         return;
     }
     catalog *c = catalog_acquire();
-    const cat_tool *t = c ? catalog_find_tool(c, name) : NULL;
-    if (!t || !vs_allows(w->gw, http_req_header(req, "x-mcp-virtualserver"), name)) {
-        char msg2[300];
-        snprintf(msg2, sizeof msg2, "Unknown tool: %.200s", name);
-        mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, msg2);
+    const cat_entry *t = c ? catalog_find(c, kind, name) : NULL;
+    if (!t || !vs_allows(w->gw, http_req_header(req, "x-mcp-virtualserver"), kind, name)) {
+        char e[300];
+        snprintf(e, sizeof e, "Unknown %s: %.200s", what, name);
+        mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, e);
         catalog_unref(c);
         return;
     }
     size_t server = (size_t)t->server;
-    json_object_set_new(m->params, "name", json_string(t->up_name));   /* the upstream's own name */
+    json_object_set_new(holder, "name", json_string(t->up_name));   /* the upstream's own name */
     catalog_unref(c);
     relay_start(w, req, sid, cl->proto, server, json_incref(msg));
+}
+
+/* Routes a request naming a resource URI (params.uri, or params.ref.uri) to its server. */
+static void route_uri(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl,
+                      json_t *holder)
+{
+    const char *uri = json_string_value(json_object_get(holder, "uri"));
+    if (!uri) {
+        mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, "params.uri is required");
+        return;
+    }
+    catalog *c = catalog_acquire();
+    const char *up = NULL;
+    int server = -1;
+    if (c && holder != m->params) {   /* completion on a template names its uriTemplate */
+        const cat_entry *t = catalog_find(c, CAT_TEMPLATES, uri);
+        if (t) { server = t->server; up = t->up_name; }
+    }
+    if (server < 0 && c) server = catalog_route_uri(c, uri, &up);
+    if (server < 0) {
+        char e[300];
+        snprintf(e, sizeof e, "Resource not found: %.200s", uri);
+        mcp_reply_error(w, req, 200, m->id, -32002, e);
+        catalog_unref(c);
+        return;
+    }
+    if (up != uri) json_object_set_new(holder, "uri", json_string(up));
+    catalog_unref(c);
+    relay_start(w, req, sid, cl->proto, (size_t)server, json_incref(msg));
+}
+
+static void do_complete(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl)
+{
+    json_t *ref = json_object_get(m->params, "ref");
+    const char *type = json_string_value(json_object_get(ref, "type"));
+    if (type && !strcmp(type, "ref/prompt")) route_named(w, req, m, msg, sid, cl, CAT_PROMPTS, ref);
+    else if (type && !strcmp(type, "ref/resource")) route_uri(w, req, m, msg, sid, cl, ref);
+    else mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS,
+                         "completion/complete needs params.ref of type ref/prompt or ref/resource");
+}
+
+/* logging/setLevel applies to every upstream of the session: now to those it has, later to
+ * those it starts (relay.c sends the stored level after initializing). */
+static void do_set_level(worker *w, http_req *req, jr_msg *m, const char *sid)
+{
+    static const char *const levels[] = {"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"};
+    const char *level = json_string_value(json_object_get(m->params, "level"));
+    size_t i = 0;
+    while (level && i < 8 && strcmp(levels[i], level)) i++;
+    if (!level || i == 8) {
+        mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, "logging/setLevel needs params.level (debug … emergency)");
+        return;
+    }
+    session_set_level(w->gw->sessions, sid, levels[i]);
+    relay_set_level_all(w, sid, levels[i]);
+    reply_result(w, req, m->id, "{}", 2, NULL);
 }
 
 static void do_request(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl)
 {
     const char *meth = m->method;
-    if (!strcmp(meth, "ping") || !strcmp(meth, "logging/setLevel")) reply_result(w, req, m->id, "{}", 2, NULL);
-    else if (!strcmp(meth, "tools/list")) do_tools_list(w, req, m);
-    else if (!strcmp(meth, "tools/call")) do_tools_call(w, req, m, msg, sid, cl);
-    else if (!strcmp(meth, "prompts/list")) reply_result(w, req, m->id, "{\"prompts\":[]}", 14, NULL);
-    else if (!strcmp(meth, "resources/list")) reply_result(w, req, m->id, "{\"resources\":[]}", 16, NULL);
-    else if (!strcmp(meth, "resources/templates/list"))
-        reply_result(w, req, m->id, "{\"resourceTemplates\":[]}", 24, NULL);
+    int has_params = json_is_object(m->params);
+    if (!strcmp(meth, "ping")) reply_result(w, req, m->id, "{}", 2, NULL);
+    else if (!strcmp(meth, "tools/list")) do_list(w, req, m, CAT_TOOLS);
+    else if (!strcmp(meth, "prompts/list")) do_list(w, req, m, CAT_PROMPTS);
+    else if (!strcmp(meth, "resources/list")) do_list(w, req, m, CAT_RESOURCES);
+    else if (!strcmp(meth, "resources/templates/list")) do_list(w, req, m, CAT_TEMPLATES);
+    else if (!strcmp(meth, "tools/call") || !strcmp(meth, "prompts/get")) {
+        if (!has_params) mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, "params.name is required");
+        else route_named(w, req, m, msg, sid, cl, meth[0] == 't' ? CAT_TOOLS : CAT_PROMPTS, m->params);
+    } else if (!strcmp(meth, "resources/read") || !strcmp(meth, "resources/subscribe") ||
+               !strcmp(meth, "resources/unsubscribe")) {
+        if (!has_params) mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, "params.uri is required");
+        else route_uri(w, req, m, msg, sid, cl, m->params);
+    } else if (!strcmp(meth, "completion/complete")) do_complete(w, req, m, msg, sid, cl);
+    else if (!strcmp(meth, "logging/setLevel")) do_set_level(w, req, m, sid);
     else if (!strcmp(meth, "initialize"))
         mcp_reply_error(w, req, 400, m->id, JR_INVALID_REQUEST, "initialize must not carry a session id");
     else {
@@ -454,13 +528,16 @@ void mcp_handle(worker *w, http_req *req, const auth_identity *id)
     }
 }
 
-/* Writes notifications/tools/list_changed to every GET stream of this loop. */
-void mcp_broadcast_tools_changed(worker *w)
+/* Writes notifications/<kind>/list_changed to every GET stream of this loop. */
+void mcp_broadcast_list_changed(worker *w, int kind)
 {
-    static const char ev[] = "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
-    for (mcp_stream *s = w->streams, *n; s; s = n) {
-        n = s->next;   /* a failed write closes the stream and unlinks s */
-        http_stream_write(s->req, ev, sizeof ev - 1);
+    static const char *const names[] = {"tools", "prompts", "resources", "resources"};
+    char ev[128];
+    int n = snprintf(ev, sizeof ev, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/%s/list_changed\"}\n\n",
+                     names[kind & 3]);
+    for (mcp_stream *s = w->streams, *next; s; s = next) {
+        next = s->next;   /* a failed write closes the stream and unlinks s */
+        http_stream_write(s->req, ev, (size_t)n);
     }
 }
 

@@ -17,7 +17,7 @@ void mcp_reply_error(worker *w, http_req *req, int status, json_t *id, int code,
 void mcp_extra_headers(worker *w, http_req *req, char *out, size_t cap, const char *session_id);
 
 /* GET streams of one loop. */
-void mcp_broadcast_tools_changed(worker *w);
+void mcp_broadcast_list_changed(worker *w, int kind);
 void mcp_keepalive(worker *w);
 void mcp_close_streams(worker *w);
 #endif

@@ -243,6 +243,30 @@ static void split_up_sid(relay *r)
     r->up_session = *(sp + 1) ? sp + 1 : NULL;
 }
 
+static void ignore_answer(void *ud, json_t *resp, const char *err, long status, const char *sid) {}
+
+/* Fire and forget: logging/setLevel to one upstream session. */
+static void send_level(worker *w, size_t server, const char *version, const char *up_session, const char *level)
+{
+    const gw_server_cfg *srv = &w->gw->cfg->servers[server];
+    up_req u = {.url = srv->url, .session_id = up_session, .protocol_version = version,
+                .authorization = srv->credential, .ca_pem = srv->ca_cert ? srv->ca_cert : w->gw->cfg->gateway_ca_pem,
+                .timeout_ms = w->gw->cfg->upstream_timeout_ms, .max_body = 1 << 20};
+    up_rpc_send(w->up, &u, "logging/setLevel", json_pack("{s:s}", "level", level), ++w->next_up_id, ignore_answer, NULL);
+}
+
+void relay_set_level_all(worker *w, const char *gw_sid, const char *level)
+{
+    for (size_t i = 0; i < w->gw->cfg->n_servers; i++) {
+        char stored[192];
+        if (session_get_upstream(w->gw->sessions, gw_sid, i, stored, sizeof stored) != 0) continue;
+        char *sp = strchr(stored, ' ');
+        if (!sp) continue;
+        *sp = '\0';
+        send_level(w, i, stored, sp[1] ? sp + 1 : NULL, level);
+    }
+}
+
 static void on_notified(void *ud, json_t *resp, const char *err, long status, const char *sid)
 {
     relay *r = ud;
@@ -254,6 +278,9 @@ static void on_notified(void *ud, json_t *resp, const char *err, long status, co
     char stored[192];
     snprintf(stored, sizeof stored, "%s %s", r->up_version, r->up_session ? r->up_session : "");
     session_set_upstream(r->w->gw->sessions, r->gw_sid, r->server, stored);
+    char level[16];
+    if (session_get_level(r->w->gw->sessions, r->gw_sid, level, sizeof level) == 0)
+        send_level(r->w, r->server, r->up_version, r->up_session, level);
     r->step = RL_CALL;
     relay_step(r);
 }

@@ -134,10 +134,12 @@ static void on_wake(uv_async_t *a)
         http_server_close(w->http, on_http_closed, w);
         return;
     }
-    uint64_t v = __atomic_load_n(&w->gw->tools_version, __ATOMIC_ACQUIRE);
-    if (v != w->seen_tools_version) {
-        w->seen_tools_version = v;
-        mcp_broadcast_tools_changed(w);
+    for (int k = 0; k < 4; k++) {
+        uint64_t v = __atomic_load_n(&w->gw->list_version[k], __ATOMIC_ACQUIRE);
+        if (v != w->seen_lists[k]) {
+            w->seen_lists[k] = v;
+            mcp_broadcast_list_changed(w, k);
+        }
     }
 }
 
@@ -162,7 +164,7 @@ int server_start_worker(worker *w, const http_limits *lim)
     uv_timer_init(&w->loop, &w->keepalive);
     w->keepalive.data = w;
     uv_timer_start(&w->keepalive, on_keepalive, KEEPALIVE_MS, KEEPALIVE_MS);
-    w->seen_tools_version = __atomic_load_n(&w->gw->tools_version, __ATOMIC_ACQUIRE);
+    for (int k = 0; k < 4; k++) w->seen_lists[k] = __atomic_load_n(&w->gw->list_version[k], __ATOMIC_ACQUIRE);
     if (http_server_listen_fd(w->http, w->listen_fd)) return -1;
     return pthread_create(&w->thread, NULL, worker_main, w) ? -1 : 0;
 }
@@ -179,9 +181,9 @@ void server_join_worker(worker *w)
     uv_loop_close(&w->loop);
 }
 
-void gateway_tools_changed(gateway *gw)
+void gateway_list_changed(gateway *gw, int kind)
 {
-    __atomic_add_fetch(&gw->tools_version, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&gw->list_version[kind], 1, __ATOMIC_RELEASE);
     for (int i = 0; i < gw->n_workers; i++)
         if (gw->workers[i].http) uv_async_send(&gw->workers[i].wake);
 }

@@ -1,5 +1,6 @@
 #include "session.h"
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@ typedef struct sess {
     uint64_t     expires;
     uint64_t     last_used;
     int          revoked;
+    char         level[12];  /* logging/setLevel of the client, "" = none */
     char       **up;        /* n_servers upstream session ids (NULL = none yet) */
     char         id[];
 } sess;
@@ -213,6 +215,27 @@ size_t session_reap(session_table *t, uint64_t now)
         pthread_mutex_unlock(&sh->lock);
     }
     return dropped;
+}
+
+void session_set_level(session_table *t, const char *id, const char *level)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    if (s) snprintf(s->level, sizeof s->level, "%s", level);
+    pthread_mutex_unlock(&sh->lock);
+}
+
+int session_get_level(session_table *t, const char *id, char *out, size_t cap)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    int rc = -1;
+    if (s && s->level[0]) {
+        snprintf(out, cap, "%s", s->level);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
 }
 
 size_t session_count(session_table *t) { return __atomic_load_n(&t->count, __ATOMIC_RELAXED); }

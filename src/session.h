@@ -25,5 +25,8 @@ void session_set_upstream(session_table *t, const char *id, size_t server, const
 char **session_revoke(session_table *t, const char *id, uint64_t now);
 /* Removes expired entries and revokes idle ones. Returns how many were dropped. */
 size_t session_reap(session_table *t, uint64_t now);
+/* The logging level the client asked for (logging/setLevel), applied to new upstream sessions. */
+void session_set_level(session_table *t, const char *id, const char *level);
+int  session_get_level(session_table *t, const char *id, char *out, size_t cap);   /* 0 when set */
 size_t session_count(session_table *t);
 #endif

@@ -31,8 +31,10 @@ typedef struct up_server {
     char                 version[16];
     char                 message[256];
     time_t               last_validated;
-    json_t              *tools;      /* current list (owned) */
-    json_t              *paging;     /* being collected (owned) */
+    json_t              *lists[CAT_KINDS]; /* current lists (owned): tools, prompts, resources, templates */
+    json_t              *paging;     /* the list being collected (owned) */
+    int                  kind;       /* which list is being collected */
+    int                  has[CAT_KINDS]; /* the upstream offers this kind (from its capabilities) */
     up_rpc              *rpc;        /* in flight */
     up_call             *stream;     /* GET stream for notifications */
     sse_parser           sse;
@@ -47,7 +49,7 @@ struct upmgr {
     up_server  *servers;
     size_t      n;
     uint64_t    next_id;
-    char       *last_tools;  /* tools/list result last announced */
+    char       *last[CAT_KINDS];  /* list results last announced */
     int         stopping;
 };
 
@@ -79,18 +81,26 @@ static void publish(struct upmgr *m)
         in[i].ready = s->published;
         in[i].message = s->message;
         in[i].last_validated = s->last_validated;
-        in[i].tools = s->tools;
+        in[i].tools = s->lists[CAT_TOOLS];
+        in[i].prompts = s->lists[CAT_PROMPTS];
+        in[i].resources = s->lists[CAT_RESOURCES];
+        in[i].templates = s->lists[CAT_TEMPLATES];
     }
     catalog *c = catalog_build(m->gw->cfg, in, m->n);
     free(in);
     if (!c) return;
-    int changed = !m->last_tools || strcmp(m->last_tools, c->tools_result) != 0;
-    if (changed) {
-        free(m->last_tools);
-        m->last_tools = strdup(c->tools_result);
+    int changed[CAT_KINDS];
+    for (int k = 0; k < CAT_KINDS; k++) {
+        const char *now = c->lists[k].result;
+        changed[k] = !m->last[k] || strcmp(m->last[k], now) != 0;
+        if (changed[k]) {
+            free(m->last[k]);
+            m->last[k] = strdup(now);
+        }
     }
     catalog_publish(c);
-    if (changed) gateway_tools_changed(m->gw);
+    for (int k = 0; k < CAT_TEMPLATES; k++)
+        if (changed[k] || (k == CAT_RESOURCES && changed[CAT_TEMPLATES])) gateway_list_changed(m->gw, k);
 }
 
 static void set_message(up_server *s, const char *fmt, const char *arg)
@@ -130,8 +140,9 @@ static void on_stream_event(void *ud, const char *event, const char *data, size_
     up_server *s = ud;
     json_t *msg = json_loadb(data, len, 0, NULL);
     const char *method = json_string_value(json_object_get(msg, "method"));
-    if (method && strcmp(method, "notifications/tools/list_changed") == 0) {
-        log_info(s->cfg->name, "tools/list_changed: listing again");
+    if (method && (!strcmp(method, "notifications/tools/list_changed") || !strcmp(method, "notifications/prompts/list_changed") ||
+                   !strcmp(method, "notifications/resources/list_changed"))) {
+        log_info(s->cfg->name, "%s: listing again", method + 14);
         if (s->phase == PH_READY && !s->rpc) { s->phase = PH_LIST; server_step(s); }
         else s->relist = 1;
     }
@@ -171,34 +182,66 @@ static void open_stream(up_server *s)
 
 /* ---- the steps: initialize → notifications/initialized → tools/list (pages) → ready ------- */
 
+static const char *const list_method[CAT_KINDS] = {"tools/list", "prompts/list", "resources/list",
+                                                  "resources/templates/list"};
+static const char *const list_key[CAT_KINDS] = {"tools", "prompts", "resources", "resourceTemplates"};
+
+static void on_list(void *ud, json_t *resp, const char *err, long status, const char *sid);
+
+/* Asks for the next page of the current kind, or the first page of the next kind offered. */
+static void list_next(up_server *s, const char *cursor)
+{
+    while (!cursor && s->kind < CAT_KINDS && !s->has[s->kind]) s->kind++;
+    if (s->kind >= CAT_KINDS) { s->rpc = NULL; return; }
+    up_req r;
+    base_req(s, &r, rpc_timeout(s));
+    s->rpc = up_rpc_send(s->m->up, &r, list_method[s->kind], cursor ? json_pack("{s:s}", "cursor", cursor) : NULL,
+                         ++s->m->next_id, on_list, s);
+}
+
 static void on_list(void *ud, json_t *resp, const char *err, long status, const char *sid)
 {
     up_server *s = ud;
     s->rpc = NULL;
     json_t *result = json_object_get(resp, "result");
-    json_t *tools = json_object_get(result, "tools");
-    if (!json_is_array(tools)) {
-        server_failed(s, "tools/list", err ? err : "no tools array in the answer", status);
+    json_t *items = json_object_get(result, list_key[s->kind]);
+    if (!json_is_array(items)) {
+        char what[64];
+        snprintf(what, sizeof what, "%s", list_method[s->kind]);
         json_decref(s->paging); s->paging = NULL;
-        return;
+        if (s->kind != CAT_TOOLS && !err) {   /* an optional list that fails: go on without it */
+            log_warn(s->cfg->name, "%s failed: %s", what, "no list in the answer");
+            s->kind++;
+            list_next(s, NULL);
+            if (s->rpc) return;
+        } else {
+            server_failed(s, what, err ? err : "no list in the answer", status);
+            return;
+        }
+    } else {
+        if (!s->paging) s->paging = json_array();
+        json_array_extend(s->paging, items);
+        const char *next = json_string_value(json_object_get(result, "nextCursor"));
+        if (next && *next && ++s->pages < MAX_TOOL_PAGES) {
+            list_next(s, next);
+            return;
+        }
+        json_decref(s->lists[s->kind]);
+        s->lists[s->kind] = s->paging;
+        s->paging = NULL;
+        s->pages = 0;
+        s->kind++;
+        list_next(s, NULL);
+        if (s->rpc) return;
     }
-    if (!s->paging) s->paging = json_array();
-    json_array_extend(s->paging, tools);
-    const char *next = json_string_value(json_object_get(result, "nextCursor"));
-    if (next && *next && ++s->pages < MAX_TOOL_PAGES) {
-        up_req r;
-        base_req(s, &r, rpc_timeout(s));
-        s->rpc = up_rpc_send(s->m->up, &r, "tools/list", json_pack("{s:s}", "cursor", next), ++s->m->next_id, on_list, s);
-        return;
-    }
-    json_decref(s->tools);
-    s->tools = s->paging;
-    s->paging = NULL;
+    /* every list is in */
     s->phase = PH_READY;
     s->failures = 0;
     s->published = 1;
     s->last_validated = time(NULL);
-    snprintf(s->message, sizeof s->message, "server ready with %zu tools", json_array_size(s->tools));
+    snprintf(s->message, sizeof s->message, "server ready with %zu tools, %zu prompts, %zu resources",
+             json_array_size(s->lists[CAT_TOOLS]), json_array_size(s->lists[CAT_PROMPTS]),
+             json_array_size(s->lists[CAT_RESOURCES]));
     log_info(s->cfg->name, "%s", s->message);
     publish(s->m);
     open_stream(s);
@@ -226,6 +269,10 @@ static void on_init(void *ud, json_t *resp, const char *err, long status, const 
     snprintf(s->sid, sizeof s->sid, "%s", sid ? sid : "");
     const char *v = json_string_value(json_object_get(result, "protocolVersion"));
     snprintf(s->version, sizeof s->version, "%s", v && session_proto_index(v) >= 0 ? v : "2025-11-25");
+    json_t *caps = json_object_get(result, "capabilities");
+    s->has[CAT_TOOLS] = 1;   /* asked even when not declared: a server without tools answers an empty list */
+    s->has[CAT_PROMPTS] = json_object_get(caps, "prompts") != NULL;
+    s->has[CAT_RESOURCES] = s->has[CAT_TEMPLATES] = json_object_get(caps, "resources") != NULL;
     s->stream_ok = 1;
     s->phase = PH_NOTIFY;
     server_step(s);
@@ -253,9 +300,10 @@ static void server_step(up_server *s)
         break;
     case PH_LIST:
         s->pages = 0;
+        s->kind = CAT_TOOLS;
         json_decref(s->paging);
         s->paging = NULL;
-        s->rpc = up_rpc_send(s->m->up, &r, "tools/list", NULL, ++s->m->next_id, on_list, s);
+        list_next(s, NULL);
         break;
     default:
         break;
@@ -333,11 +381,11 @@ void upmgr_stop(struct upmgr *m)
         s->rpc = NULL;
         s->stream = NULL;   /* freed with the client */
         sse_parser_free(&s->sse);
-        json_decref(s->tools);
+        for (int k = 0; k < CAT_KINDS; k++) json_decref(s->lists[k]);
         json_decref(s->paging);
     }
     upclient_free(m->up);
     free(m->servers);
-    free(m->last_tools);
+    for (int k = 0; k < CAT_KINDS; k++) free(m->last[k]);
     free(m);
 }

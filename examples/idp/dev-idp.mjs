@@ -362,7 +362,7 @@ async function hooks(req, res, url) {
 
 const server = http.createServer(async (req, res) => {
   try {
-    debug(req.method, req.url.slice(0, 200));
+    debug(req.method, req.url.length > 1000 ? `${req.url.slice(0, 1000)}...` : req.url);
     const url = new URL(req.url, "http://idp");
     let p = url.pathname;
     if (p === "/healthz") return send(res, 200, "ok\n", "text/plain");

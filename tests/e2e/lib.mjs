@@ -2,6 +2,7 @@
 // Every suite starts its own processes on free ports and kills them in after(): suites are independent.
 import { spawn, spawnSync } from "node:child_process";
 import http from "node:http";
+import assert from "node:assert/strict";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -524,6 +525,22 @@ export function jwtParts(token) {
 }
 
 export const bearer = (token) => ({ authorization: `Bearer ${token}` });
+
+const reEscape = (s) => s.replace(/[.?*+^$()[\]{}|\\/]/g, "\\$&");
+/**
+ * Assert a 401 of the resource server (`r` from rpc()/readMcp()): the exact body and
+ * `WWW-Authenticate: Bearer resource_metadata="<prm>"[, scope="<scope>"][, error="invalid_token", error_description="…"]`
+ * (the error part when a token was `presented`).
+ */
+export function assertUnauthorized(r, { prm, presented = false, scope, where = "request" }) {
+  assert.equal(r.status, 401, `${where}: status (body ${r.text ?? JSON.stringify(r.messages)})`);
+  const h = r.headers.get("www-authenticate");
+  const head = `Bearer resource_metadata="${prm}"${scope ? `, scope="${scope}"` : ""}`;
+  if (!presented) assert.equal(h, head, `${where}: WWW-Authenticate`);
+  else assert.match(h ?? "", new RegExp(`^${reEscape(head)}, error="invalid_token", error_description="(?:[^"\\\\]|\\\\.)*"$`),
+                    `${where}: WWW-Authenticate`);
+  assert.equal(r.text, UNAUTHORIZED_BODY, `${where}: body`);
+}
 
 /** The resource_metadata URL the gateway must announce for the canonical resource URI `resource`. */
 export const prmUrlFor = (resource) => `${new URL(resource).origin}/.well-known/oauth-protected-resource/mcp`;

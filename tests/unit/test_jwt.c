@@ -448,6 +448,8 @@ static void refuses_none_and_hmac(void **state)
     BIO_free(bio);
     /* Non-printable alg text is quoted safely. */
     expect(F.set, sign_raw("none", NULL, NULL, 0, "{\"alg\":\"HS\\u0001\\n\"}", PAYLOAD), JWT_BAD_ALG, "HS??");
+    expect(F.set, sign_raw("none", NULL, NULL, 0, "{\"alg\":\"a\\\"b\\\\c\"}", PAYLOAD), JWT_BAD_ALG, "alg a?b?c not");
+    expect(F.set, sign("RS256", F.rsa, "RS256", "k\\\"x", NULL), JWT_UNKNOWN_KID, "unknown kid k?x");
 }
 
 static void wrong_keys(void **state)
