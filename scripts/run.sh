@@ -113,7 +113,7 @@ else
     export OAUTH_AUTHORIZATION_SERVERS=${OAUTH_AUTHORIZATION_SERVERS:-$ISSUER}
     export OAUTH_BEARER_METHODS_SUPPORTED=${OAUTH_BEARER_METHODS_SUPPORTED:-header}
     export OAUTH_SCOPES_SUPPORTED=${OAUTH_SCOPES_SUPPORTED:-basic,groups,roles,profile}
-    ORIGIN=${OAUTH_RESOURCE%/mcp}
+    ORIGIN=$(printf '%s' "$OAUTH_RESOURCE" | sed -E 's#^([A-Za-z][A-Za-z0-9+.-]*://[^/?#]+).*#\1#')
     cat <<MSG
 mcp-gateway is starting on $URL, protected by OAuth 2.1 (the seed guide's flow, on this machine)
   identity provider: $ISSUER   (dev IdP like the seed's Keycloak realm; user mcp, password mcp)

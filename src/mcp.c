@@ -258,7 +258,7 @@ static void route_named(worker *w, http_req *req, jr_msg *m, json_t *msg, const 
     size_t server = (size_t)t->server;
     json_object_set_new(holder, "name", json_string(t->up_name));   /* the upstream's own name */
     catalog_unref(c);
-    relay_start(w, req, sid, cl->proto, server, json_incref(msg));
+    relay_start(w, req, sid, cl, server, json_incref(msg));
 }
 
 /* Routes a request naming a resource URI (params.uri, or params.ref.uri) to its server. */
@@ -287,7 +287,7 @@ static void route_uri(worker *w, http_req *req, jr_msg *m, json_t *msg, const ch
     }
     if (up != uri) json_object_set_new(holder, "uri", json_string(up));
     catalog_unref(c);
-    relay_start(w, req, sid, cl->proto, (size_t)server, json_incref(msg));
+    relay_start(w, req, sid, cl, (size_t)server, json_incref(msg));
 }
 
 static void do_complete(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl)
@@ -391,8 +391,18 @@ static void do_post(worker *w, http_req *req, const auth_identity *id)
     session_claims cl;
     const char *sid;
     if (session_check(w, req, id, &cl, &sid) != 0) { json_decref(msg); return; }
-    if (m.kind != JR_REQUEST) {
-        /* notifications and responses from the client: accepted */
+    if (m.kind == JR_RESPONSE) {
+        /* the client's answer to a server→client request: back to the upstream that asked */
+        if (relay_client_response(w, sid, msg) != 0)
+            log_debug("session", "a response for no pending server request: ignored");
+        mcp_reply(w, req, 202, NULL, NULL, 0, NULL);
+        json_decref(msg);
+        return;
+    }
+    if (m.kind == JR_NOTIFICATION) {
+        if (!strcmp(m.method, "notifications/cancelled")) relay_client_cancel(w, sid, msg);
+        else if (!strcmp(m.method, "notifications/roots/list_changed"))
+            for (size_t i = 0; i < gw->cfg->n_servers; i++) relay_send_upstream(w, sid, i, msg);
         mcp_reply(w, req, 202, NULL, NULL, 0, NULL);
         json_decref(msg);
         return;

@@ -26,6 +26,8 @@ typedef struct relay {
     const char    *up_version;   /* points into up_sid */
     const char    *up_session;   /* points into up_sid */
     uint8_t        proto;
+    uint32_t       client_caps;  /* SESSION_CAP_*: what the upstream may ask the client for */
+    char           inflight[300];/* "c:<client id>" registered for notifications/cancelled, or "" */
     json_t        *msg;          /* the client's message, id replaced (owned) */
     json_t        *client_id;    /* owned */
     uint64_t       up_id;
@@ -47,6 +49,8 @@ static void relay_step(relay *r);
 
 static void relay_free(relay *r)
 {
+    if (r->inflight[0])
+        session_pending_get(r->w->gw->sessions, r->gw_sid, r->inflight, NULL, NULL, 0, 1);
     json_decref(r->msg);
     json_decref(r->client_id);
     buf_free(&r->body);
@@ -143,7 +147,21 @@ static void relay_upstream_msg(relay *r, const char *data, size_t len)
     if (!json_is_object(m)) { json_decref(m); return; }
     json_t *id = json_object_get(m, "id");
     int is_resp = !json_object_get(m, "method") && (json_object_get(m, "result") || json_object_get(m, "error"));
-    if (is_resp) {
+    if (!is_resp && id && json_object_get(m, "method")) {
+        /* a request from the upstream (sampling, elicitation, roots): the client answers it by
+         * a POST of its own, which mcp.c routes back through the session's pending map */
+        worker *w = r->w;
+        uint64_t gid = ((uint64_t)(w->idx + 1) << 40) | ++w->next_up_id;
+        char key[40], *orig = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
+        snprintf(key, sizeof key, "s:%llu", (unsigned long long)gid);
+        if (orig && session_pending_put(w->gw->sessions, r->gw_sid, key, r->server, orig) == 0) {
+            json_object_set_new(m, "id", json_integer((json_int_t)gid));
+            relay_message(r, m, 0);
+        } else {
+            log_warn(r->srv->name, "server-to-client request dropped: too many pending for this session");
+        }
+        free(orig);
+    } else if (is_resp) {
         if (json_is_integer(id) && (uint64_t)json_integer_value(id) == r->up_id) {
             json_object_set(m, "id", r->client_id);
             r->answered = 1;
@@ -313,8 +331,22 @@ static void relay_step(relay *r)
     switch (r->step) {
     case RL_INIT: {
         u.session_id = u.protocol_version = NULL;
-        json_t *params = json_pack("{s:s,s:{},s:{s:s,s:s}}", "protocolVersion", session_proto_name(r->proto),
-                                   "capabilities", "clientInfo", "name", "mcp-gateway", "version", GW_VERSION);
+        /* the client's own capabilities: the upstream may ask for sampling, elicitation and
+         * roots only when the client can answer */
+        json_t *caps = json_object();
+        if (r->client_caps & SESSION_CAP_SAMPLING) json_object_set_new(caps, "sampling", json_object());
+        if (r->client_caps & SESSION_CAP_ELICITATION) {
+            json_t *el = json_object();
+            if (r->client_caps & SESSION_CAP_ELICITATION_URL) {
+                json_object_set_new(el, "form", json_object());
+                json_object_set_new(el, "url", json_object());
+            }
+            json_object_set_new(caps, "elicitation", el);
+        }
+        if (r->client_caps & SESSION_CAP_ROOTS)
+            json_object_set_new(caps, "roots", json_pack("{s:b}", "listChanged", (r->client_caps & SESSION_CAP_ROOTS_LIST_CHANGED) != 0));
+        json_t *params = json_pack("{s:s,s:o,s:{s:s,s:s}}", "protocolVersion", session_proto_name(r->proto),
+                                   "capabilities", caps, "clientInfo", "name", "mcp-gateway", "version", GW_VERSION);
         r->rpc = up_rpc_send(w->up, &u, "initialize", params, ++w->next_up_id, on_initialized, r);
         break;
     }
@@ -323,6 +355,20 @@ static void relay_step(relay *r)
         break;
     case RL_CALL: {
         r->up_id = ++w->next_up_id;
+        if (!r->inflight[0]) {   /* so that notifications/cancelled finds the upstream's id */
+            char *cid = json_dumps(r->client_id, JSON_ENCODE_ANY | JSON_COMPACT);
+            char upid[24];
+            snprintf(upid, sizeof upid, "%llu", (unsigned long long)r->up_id);
+            snprintf(r->inflight, sizeof r->inflight, "c:%s", cid ? cid : "");
+            if (!cid || strlen(cid) > 250 || session_pending_put(w->gw->sessions, r->gw_sid, r->inflight, r->server, upid))
+                r->inflight[0] = '\0';
+            free(cid);
+        } else {
+            char upid[24];
+            snprintf(upid, sizeof upid, "%llu", (unsigned long long)r->up_id);
+            session_pending_get(w->gw->sessions, r->gw_sid, r->inflight, NULL, NULL, 0, 1);
+            session_pending_put(w->gw->sessions, r->gw_sid, r->inflight, r->server, upid);
+        }
         json_object_set_new(r->msg, "id", json_integer((json_int_t)r->up_id));
         char *body = json_dumps(r->msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
         u.method = "POST";
@@ -339,7 +385,7 @@ static void relay_step(relay *r)
     r->in_cb = 0;   /* waiting for the upstream now */
 }
 
-void relay_start(worker *w, http_req *req, const char *gw_sid, uint8_t proto, size_t server, json_t *msg)
+void relay_start(worker *w, http_req *req, const char *gw_sid, const session_claims *cl, size_t server, json_t *msg)
 {
     relay *r = calloc(1, sizeof *r);
     if (!r) { json_decref(msg); mcp_reply_error(w, req, 500, NULL, JR_INTERNAL_ERROR, "out of memory"); return; }
@@ -347,7 +393,8 @@ void relay_start(worker *w, http_req *req, const char *gw_sid, uint8_t proto, si
     r->req = req;
     r->server = server;
     r->srv = &w->gw->cfg->servers[server];
-    r->proto = proto;
+    r->proto = cl->proto;
+    r->client_caps = cl->client_caps;
     r->msg = msg;
     r->client_id = json_incref(json_object_get(msg, "id"));
     snprintf(r->gw_sid, sizeof r->gw_sid, "%s", gw_sid);
@@ -364,4 +411,52 @@ void relay_start(worker *w, http_req *req, const char *gw_sid, uint8_t proto, si
         r->step = RL_INIT;
     }
     relay_step(r);
+}
+
+/* ---- messages from the client that belong to an upstream -------------------------------------- */
+
+void relay_send_upstream(worker *w, const char *gw_sid, size_t server, json_t *msg)
+{
+    char stored[192];
+    if (session_get_upstream(w->gw->sessions, gw_sid, server, stored, sizeof stored) != 0) return;
+    char *sp = strchr(stored, ' ');
+    if (!sp || !sp[1]) return;
+    *sp = '\0';
+    const gw_server_cfg *srv = &w->gw->cfg->servers[server];
+    char *body = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!body) return;
+    static const up_callbacks none = {NULL, NULL, NULL};
+    up_req u = {.url = srv->url, .method = "POST", .body = body, .body_len = strlen(body), .session_id = sp + 1,
+                .protocol_version = stored, .authorization = srv->credential,
+                .ca_pem = srv->ca_cert ? srv->ca_cert : w->gw->cfg->gateway_ca_pem,
+                .timeout_ms = w->gw->cfg->upstream_timeout_ms, .max_body = 1 << 20};
+    upclient_send(w->up, &u, &none, NULL);
+    free(body);
+}
+
+int relay_client_response(worker *w, const char *gw_sid, json_t *msg)
+{
+    char key[300], orig[300];
+    char *id = json_dumps(json_object_get(msg, "id"), JSON_ENCODE_ANY | JSON_COMPACT);
+    snprintf(key, sizeof key, "s:%s", id ? id : "");
+    free(id);
+    size_t server;
+    if (session_pending_get(w->gw->sessions, gw_sid, key, &server, orig, sizeof orig, 1) != 0) return -1;
+    json_t *oid = json_loads(orig, JSON_DECODE_ANY, NULL);
+    json_object_set_new(msg, "id", oid ? oid : json_null());
+    relay_send_upstream(w, gw_sid, server, msg);
+    return 0;
+}
+
+void relay_client_cancel(worker *w, const char *gw_sid, json_t *msg)
+{
+    json_t *params = json_object_get(msg, "params");
+    char key[300], upid[32];
+    char *id = json_dumps(json_object_get(params, "requestId"), JSON_ENCODE_ANY | JSON_COMPACT);
+    snprintf(key, sizeof key, "c:%s", id ? id : "");
+    free(id);
+    size_t server;
+    if (session_pending_get(w->gw->sessions, gw_sid, key, &server, upid, sizeof upid, 0) != 0) return;
+    json_object_set_new(params, "requestId", json_integer((json_int_t)strtoull(upid, NULL, 10)));
+    relay_send_upstream(w, gw_sid, server, msg);
 }

@@ -6,7 +6,14 @@
 #include <jansson.h>
 
 /* msg: the client's request with params already rewritten for the upstream (stolen). */
-void relay_start(worker *w, http_req *req, const char *gw_sid, uint8_t proto, size_t server, json_t *msg);
+void relay_start(worker *w, http_req *req, const char *gw_sid, const session_claims *cl, size_t server, json_t *msg);
+/* Sends one message (a response or a notification, already rewritten) to the upstream session
+ * this gateway session has with server; dropped when it has none. Nobody waits. */
+void relay_send_upstream(worker *w, const char *gw_sid, size_t server, json_t *msg);
+/* The client's answer to a server→client request relayed earlier: back to its upstream. */
+int  relay_client_response(worker *w, const char *gw_sid, json_t *msg);
+/* notifications/cancelled for a request of this session in flight upstream. */
+void relay_client_cancel(worker *w, const char *gw_sid, json_t *msg);
 /* Sends logging/setLevel to every upstream session this gateway session has (nobody waits). */
 void relay_set_level_all(worker *w, const char *gw_sid, const char *level);
 #endif

@@ -6,12 +6,21 @@
 
 #define SHARDS 64
 
+typedef struct pend {
+    struct pend *next;
+    size_t       server;
+    char        *val;
+    char         key[];
+} pend;
+
 typedef struct sess {
     struct sess *next;
     uint64_t     expires;
     uint64_t     last_used;
     int          revoked;
     char         level[12];  /* logging/setLevel of the client, "" = none */
+    struct pend *pending;    /* see session_pending_put */
+    size_t       n_pending;
     char       **up;        /* n_servers upstream session ids (NULL = none yet) */
     char         id[];
 } sess;
@@ -52,8 +61,16 @@ session_table *session_table_new(size_t max_sessions, size_t n_servers, uint64_t
     return t;
 }
 
+static void pend_free_all(sess *s)
+{
+    for (pend *p = s->pending, *n; p; p = n) { n = p->next; free(p->val); free(p); }
+    s->pending = NULL;
+    s->n_pending = 0;
+}
+
 static void sess_free(session_table *t, sess *s)
 {
+    pend_free_all(s);
     if (s->up)
         for (size_t i = 0; i < t->n_servers; i++) free(s->up[i]);
     free(s->up);
@@ -182,7 +199,10 @@ char **session_revoke(session_table *t, const char *id, uint64_t now)
         up = s->up;
         s->up = calloc(t->n_servers ? t->n_servers : 1, sizeof *s->up);
     }
-    if (s) s->revoked = 1;
+    if (s) {
+        s->revoked = 1;
+        pend_free_all(s);
+    }
     pthread_mutex_unlock(&sh->lock);
     return up;
 }
@@ -233,6 +253,53 @@ int session_get_level(session_table *t, const char *id, char *out, size_t cap)
     if (s && s->level[0]) {
         snprintf(out, cap, "%s", s->level);
         rc = 0;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+int session_pending_put(session_table *t, const char *id, const char *key, size_t server, const char *val)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    int rc = -1;
+    if (s && !s->revoked && s->n_pending < SESSION_PENDING_MAX) {
+        size_t kl = strlen(key);
+        pend *p = malloc(sizeof *p + kl + 1);
+        if (p && (p->val = strdup(val))) {
+            memcpy(p->key, key, kl + 1);
+            p->server = server;
+            p->next = s->pending;
+            s->pending = p;
+            s->n_pending++;
+            rc = 0;
+        } else {
+            free(p);
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+int session_pending_get(session_table *t, const char *id, const char *key, size_t *server, char *val, size_t cap,
+                        int take)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    int rc = -1;
+    for (pend **pp = s ? &s->pending : NULL; pp && *pp; pp = &(*pp)->next) {
+        pend *p = *pp;
+        if (strcmp(p->key, key) != 0) continue;
+        if (server) *server = p->server;
+        if (val) snprintf(val, cap, "%s", p->val);
+        if (take) {
+            *pp = p->next;
+            free(p->val);
+            free(p);
+            s->n_pending--;
+        }
+        rc = 0;
+        break;
     }
     pthread_mutex_unlock(&sh->lock);
     return rc;

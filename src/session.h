@@ -29,4 +29,15 @@ size_t session_reap(session_table *t, uint64_t now);
 void session_set_level(session_table *t, const char *id, const char *level);
 int  session_get_level(session_table *t, const char *id, char *out, size_t cap);   /* 0 when set */
 size_t session_count(session_table *t);
+
+/* Small per-session maps for what crosses requests: a client request in flight (key "c:<id>")
+ * → its server and upstream id, so that notifications/cancelled reaches the right upstream;
+ * a server→client request relayed to the client (key "s:<gateway id>") → its server and the
+ * upstream's own id, so that the client's response goes back. At most SESSION_PENDING_MAX each
+ * session: put fails beyond. */
+#define SESSION_PENDING_MAX 256
+int  session_pending_put(session_table *t, const char *id, const char *key, size_t server, const char *val);
+/* Copies the value (and server) of key; removes the entry when take is set. 0 when found. */
+int  session_pending_get(session_table *t, const char *id, const char *key, size_t *server, char *val, size_t cap,
+                         int take);
 #endif

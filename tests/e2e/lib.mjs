@@ -486,7 +486,8 @@ export async function startIdp({ port, autoApprove = false, hooks = true, env = 
   port ??= await freePort();
   const issuer = `http://127.0.0.1:${port}/realms/mcp`;
   const p = spawnProc(logName, process.execPath, [IDP_JS], { env: {
-    IDP_PORT: String(port), ISSUER: issuer, AUTO_APPROVE: autoApprove ? "1" : "", IDP_TEST_HOOKS: hooks ? "1" : "", ...env } });
+    IDP_PORT: String(port), ISSUER: issuer, AUTO_APPROVE: autoApprove ? "1" : "", IDP_TEST_HOOKS: hooks ? "1" : "",
+    RESOURCE: "", DEFAULT_RESOURCE: "", ALG: "RS256", TOKEN_TTL: "1800", ...env } });
   await waitHttp(`${issuer}/.well-known/openid-configuration`, { proc: p, ok: (s) => s === 200, what: `dev IdP on port ${port}` });
   Object.assign(p, {
     port, issuer, base: `http://127.0.0.1:${port}`,

@@ -301,6 +301,44 @@ static void format_exact(void **state)
     buf_free(&b);
 }
 
+/* Parser and record in a fixture, freed by teardown even when an assertion fails. */
+typedef struct pfx {
+    sse_parser p;
+    rec        r;
+} pfx;
+
+static int pfx_setup(void **state)
+{
+    pfx *x = calloc(1, sizeof *x);
+    rec_init(&x->r);
+    sse_parser_init(&x->p, 4096, on_event, &x->r);
+    *state = x;
+    return 0;
+}
+
+static int pfx_teardown(void **state)
+{
+    pfx *x = *state;
+    sse_parser_free(&x->p);
+    buf_free(&x->r.out);
+    free(x);
+    return 0;
+}
+
+/* An empty chunk is a no-op, also between the CR and the LF of one CRLF. */
+static void empty_chunks(void **state)
+{
+    pfx *x = *state;
+    assert_int_equal(sse_parser_feed(&x->p, "", 0), 0);
+    assert_int_equal(sse_parser_feed(&x->p, "data: a\r", 8), 0);
+    assert_int_equal(sse_parser_feed(&x->p, "", 0), 0);
+    assert_int_equal(sse_parser_feed(&x->p, "\ndata: b\r\n", 11), 0);
+    assert_int_equal(x->r.n, 0);   /* the LF ended "data: a", it was not an empty line */
+    assert_int_equal(sse_parser_feed(&x->p, "\r\n", 2), 0);
+    assert_string_equal(rec_str(&x->r), "message|-|a\nb\n");
+    assert_int_equal(x->r.n, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +351,7 @@ int main(void)
         cmocka_unit_test(event_too_large),
         cmocka_unit_test(many_events_one_chunk),
         cmocka_unit_test(format_exact),
+        cmocka_unit_test_setup_teardown(empty_chunks, pfx_setup, pfx_teardown),
     };
     return cmocka_run_group_tests_name("sse", tests, NULL, NULL);
 }
