@@ -530,7 +530,7 @@ static long     win_calls, win_errors;
 static long     sessions_wanted, sessions_started, sessions_done, sessions_err;
 static long     streams_open, streams_failed, streams_notified;
 static uint64_t t_trigger, t_first_notif, t_last_notif, t_trigger_answered;
-static int      trigger_sent, trigger_ok;
+static int      trigger_ok;
 static long     ready_conns;
 static char   **sids;            /* sse: the sessions' ids and versions */
 static char   **sprotos;
@@ -1093,9 +1093,6 @@ static void run_sse(void)
 
 /* ---- blocking helpers (startup, init) --------------------------------------------------------------------- */
 
-typedef struct sync_resp {
-    conn c;
-} sync_resp;
 
 /* One request on a new connection; reads one answer into c. Returns 0 or -1. */
 static int sync_request(conn *c, int kind, int timeout_ms)

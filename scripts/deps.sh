@@ -79,24 +79,25 @@ if [ "$MODE" = test ]; then
     major=$(node -p 'process.versions.node.split(".")[0]')
     [ "$major" -ge 18 ] || die "node $(node --version) is too old (need >= 18)"
 
-    # tests/node_modules: (re)install when missing or older than the lock file / package.json.
-    T="$ROOT/tests"
-    stamp="$T/node_modules/.package-lock.json"     # written by npm on every install
-    need=0
-    if [ ! -d "$T/node_modules" ] || [ ! -f "$stamp" ]; then need=1
-    elif [ -f "$T/package-lock.json" ] && [ "$T/package-lock.json" -nt "$stamp" ]; then need=1
-    elif [ "$T/package.json" -nt "$stamp" ]; then need=1
-    fi
-    if [ $need -eq 1 ]; then
-        echo "deps.sh: installing node packages in tests/" >&2
+    # node_modules of tests/ (Node 20 tooling) and tests/node22/ (tools that need Node 22, which
+    # itself comes from npm): (re)installed when missing or older than the lock file / package.json.
+    for T in "$ROOT/tests" "$ROOT/tests/node22"; do
+        stamp="$T/node_modules/.package-lock.json"     # written by npm on every install
+        need=0
+        if [ ! -d "$T/node_modules" ] || [ ! -f "$stamp" ]; then need=1
+        elif [ -f "$T/package-lock.json" ] && [ "$T/package-lock.json" -nt "$stamp" ]; then need=1
+        elif [ "$T/package.json" -nt "$stamp" ]; then need=1
+        fi
+        [ $need -eq 1 ] || continue
+        echo "deps.sh: installing node packages in ${T#$ROOT/}/" >&2
         log=$(mktemp)
         if [ -f "$T/package-lock.json" ]; then cmd=(npm ci); else cmd=(npm install); fi
         if ! (cd "$T" && "${cmd[@]}" --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
             cat "$log" >&2; rm -f "$log"
-            die "${cmd[*]} in tests/ failed"
+            die "${cmd[*]} in ${T#$ROOT/}/ failed"
         fi
         rm -f "$log"
         touch "$stamp"
-    fi
+    done
 fi
 exit 0

@@ -55,6 +55,15 @@ describe("gateway with OAUTH_* against the dev IdP", () => {
     assert.equal(h.status, 200);
     await h.body?.cancel();
     await L.waitHttp(`${gw.base}/readyz`, { ok: (s) => s === 200, what: "/readyz 200 without a token" });
+    const st = await fetch(`${gw.base}/status`);
+    assert.equal(st.status, 200, "/status (protectStatus is off by default)");
+    await st.body?.cancel();
+    // a browser's CORS preflight carries no token
+    const pre = await fetch(gw.url, { method: "OPTIONS", headers: { origin: "http://localhost:6274",
+      "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" } });
+    assert.notEqual(pre.status, 401, "OPTIONS /mcp (CORS preflight) needs no token");
+    assert.ok(pre.status < 300, `OPTIONS /mcp: ${pre.status}`);
+    await pre.body?.cancel();
   });
 
   test("no token: 401, exact WWW-Authenticate and body, for POST, GET and DELETE", async () => {
@@ -129,6 +138,22 @@ describe("gateway with OAUTH_* against the dev IdP", () => {
     const ok2 = await callEcho(sessionId, await tokenFor(), "same subject");
     assert.equal(ok2.status, 200);
     assert.equal(L.textOf(ok2.message?.result), "same subject");
+  });
+
+  test("IdP tokens signed with ES256 and EdDSA are accepted too", async () => {
+    try {
+      for (const alg of ["ES256", "EdDSA"]) {
+        await idp.setAlg(alg);
+        const token = await tokenFor();
+        assert.equal(L.jwtParts(token).header.alg, alg);
+        const { sessionId } = await L.rawSession(gw.url, { headers: L.bearer(token) });
+        const r = await callEcho(sessionId, token, alg);
+        assert.equal(r.status, 200, `${alg}: ${r.headers.get("www-authenticate")}`);
+        assert.equal(L.textOf(r.message?.result), alg);
+      }
+    } finally {
+      await idp.setAlg("RS256");
+    }
   });
 
   let rotatedToken, preRotationToken, unusedPreRotationToken;

@@ -652,6 +652,22 @@ static void pipelined_in_order(void **state)
     cl_close(&c);
 }
 
+/* A bad request queued behind one in flight: the good one is answered first, then 400 and close. */
+static void pipelined_error_after_async(void **state)
+{
+    fx *f = *state;
+    client c;
+    cl_open(f, &c);
+    cl_sends(f, &c, "GET /async HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n");
+    resp r;
+    cl_expect(f, &c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "async m=GET p=/async q= n=0 h=- b=");
+    expect_error_and_close(f, &c, 400);
+    assert_int_equal(f->n_reqs, 1);
+    cl_close(&c);
+}
+
 static void pipelined_byte_by_byte(void **state)
 {
     fx *f = *state;
@@ -1313,6 +1329,7 @@ int main(void)
         T(header_empty_value),
         T(pipelined_in_order),
         T(pipelined_byte_by_byte),
+        T(pipelined_error_after_async),
         T(chunked_request_body),
         T(body_too_large_chunked),
         T(body_at_limit_ok),

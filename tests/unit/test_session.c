@@ -244,6 +244,77 @@ static void many_entries_grow(void **state)
     session_table_free(t);
 }
 
+static void logging_level(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(10, 1, 600);
+    char out[16];
+    assert_int_equal(session_get_level(t, "l", out, sizeof out), -1);   /* unknown */
+    session_set_level(t, "l", "debug");                                  /* ignored: unknown */
+    assert_int_equal(session_get_level(t, "l", out, sizeof out), -1);
+    assert_int_equal(session_touch(t, "l", NOW + HOUR, NOW), SESS_OK);
+    assert_int_equal(session_get_level(t, "l", out, sizeof out), -1);   /* none yet */
+    session_set_level(t, "l", "warning");
+    assert_int_equal(session_get_level(t, "l", out, sizeof out), 0);
+    assert_string_equal(out, "warning");
+    session_set_level(t, "l", "emergency");
+    assert_int_equal(session_get_level(t, "l", out, sizeof out), 0);
+    assert_string_equal(out, "emergency");
+    assert_int_equal(session_touch(t, "other", NOW + HOUR, NOW), SESS_OK);
+    assert_int_equal(session_get_level(t, "other", out, sizeof out), -1);
+    session_table_free(t);
+}
+
+static void pending_maps(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(10, 3, 600);
+    char val[64];
+    size_t server = 99;
+    assert_int_equal(session_pending_put(t, "p", "c:1", 0, "x"), -1);   /* unknown session */
+    assert_int_equal(session_pending_get(t, "p", "c:1", &server, val, sizeof val, 0), -1);
+    assert_int_equal(session_touch(t, "p", NOW + HOUR, NOW), SESS_OK);
+    assert_int_equal(session_pending_get(t, "p", "c:1", &server, val, sizeof val, 0), -1);
+    assert_int_equal(session_pending_put(t, "p", "c:1", 2, "up-7"), 0);
+    assert_int_equal(session_pending_put(t, "p", "s:gw-1", 1, "\"abc\""), 0);
+    /* peek */
+    assert_int_equal(session_pending_get(t, "p", "c:1", &server, val, sizeof val, 0), 0);
+    assert_int_equal(server, 2);
+    assert_string_equal(val, "up-7");
+    assert_int_equal(session_pending_get(t, "p", "c:1", NULL, NULL, 0, 0), 0);
+    /* take */
+    server = 99;
+    assert_int_equal(session_pending_get(t, "p", "s:gw-1", &server, val, sizeof val, 1), 0);
+    assert_int_equal(server, 1);
+    assert_string_equal(val, "\"abc\"");
+    assert_int_equal(session_pending_get(t, "p", "s:gw-1", &server, val, sizeof val, 1), -1);
+    assert_int_equal(session_pending_get(t, "p", "c:1", &server, val, sizeof val, 1), 0);
+    assert_int_equal(session_pending_get(t, "p", "c:1", &server, val, sizeof val, 0), -1);
+    /* per-session cap */
+    char key[32];
+    for (int i = 0; i < SESSION_PENDING_MAX; i++) {
+        snprintf(key, sizeof key, "c:%d", i);
+        assert_int_equal(session_pending_put(t, "p", key, (size_t)i % 3, key), 0);
+    }
+    assert_int_equal(session_pending_put(t, "p", "c:over", 0, "x"), -1);
+    assert_int_equal(session_pending_get(t, "p", "c:17", &server, val, sizeof val, 1), 0);
+    assert_string_equal(val, "c:17");
+    assert_int_equal(server, 17 % 3);
+    assert_int_equal(session_pending_put(t, "p", "c:over", 0, "x"), 0);   /* room again */
+    /* other sessions have their own map */
+    assert_int_equal(session_touch(t, "q", NOW + HOUR, NOW), SESS_OK);
+    assert_int_equal(session_pending_get(t, "q", "c:1", &server, val, sizeof val, 0), -1);
+    assert_int_equal(session_pending_put(t, "q", "c:1", 0, "q1"), 0);
+    /* revocation drops the map and refuses new entries */
+    char **up = session_revoke(t, "p", NOW);
+    free_ups(up, 3);
+    assert_int_equal(session_pending_get(t, "p", "c:1", &server, val, sizeof val, 0), -1);
+    assert_int_equal(session_pending_put(t, "p", "c:new", 0, "x"), -1);
+    assert_int_equal(session_pending_get(t, "q", "c:1", &server, val, sizeof val, 0), 0);
+    assert_string_equal(val, "q1");
+    session_table_free(t);   /* frees q's map (valgrind checks) */
+}
+
 /* ---- concurrency smoke ---- */
 
 #define THREADS 4
@@ -325,6 +396,8 @@ int main(void)
         cmocka_unit_test(reap),
         cmocka_unit_test(reap_no_idle_limit),
         cmocka_unit_test(zero_servers),
+        cmocka_unit_test(logging_level),
+        cmocka_unit_test(pending_maps),
         cmocka_unit_test(many_entries_grow),
         cmocka_unit_test(concurrency_smoke),
     };
