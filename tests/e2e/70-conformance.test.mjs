@@ -9,7 +9,7 @@ import path from "node:path";
 import * as L from "./lib.mjs";
 
 const N22 = path.join(L.ROOT, "tests/node22/node_modules/.bin/node");
-const CONFORMANCE = path.join(L.ROOT, "tests/node22/node_modules/.bin/conformance");
+const CONFORMANCE = path.join(L.ROOT, "tests/node22/node_modules/@modelcontextprotocol/conformance/dist/index.js");
 
 const backendPort = await L.freePort();
 const backend = L.spawnProc("conf-backend", process.execPath, [path.join(L.ROOT, "tests/servers/conf-backend.mjs")],
@@ -31,6 +31,14 @@ const scenarios = [...out.matchAll(/^[✓✗] ([\w-]+): (\d+) passed, (\d+) fail
   .map((m) => ({ name: m[1], passed: Number(m[2]), failed: Number(m[3]) }));
 const total = /Total: (\d+) passed, (\d+) failed/.exec(out);
 
+// the alpha suite's requirement set for the 2025-11-25 revision (more checks per scenario)
+const ALPHA = path.join(L.ROOT, "tests/node22/node_modules/conformance-alpha/dist/index.js");
+const alpha = spawnSync(N22, [ALPHA, "server", "--url", `http://localhost:${gw.port}/mcp`, "--requirements", "2025-11-25"],
+  { cwd: L.ROOT, encoding: "utf8", timeout: 120000 });
+const aout = `${alpha.stdout}\n${alpha.stderr}`;
+fs.writeFileSync(path.join(L.LOG_DIR, "70-conformance-alpha.log"), aout);
+const atotal = /Total: (\d+) passed, (\d+) failed/.exec(aout);
+
 describe("conformance suite through the gateway", () => {
   after(() => L.cleanup());
 
@@ -39,6 +47,12 @@ describe("conformance suite through the gateway", () => {
     assert.ok(scenarios.length >= 30, `at least 30 scenarios, got ${scenarios.length}`);
     assert.equal(Number(total[2]), 0, `${total[0]}`);
     assert.equal(run.status, 0, "the suite exits 0 when every check passes");
+  });
+
+  test("the alpha suite's 2025-11-25 requirements all hold", () => {
+    assert.ok(atotal, `no "Total:" line (exit ${alpha.status}); see build/test-logs/70-conformance-alpha.log`);
+    assert.ok(Number(atotal[1]) >= 70, `at least 70 checks passed: ${atotal[0]}`);
+    assert.equal(Number(atotal[2]), 0, `${atotal[0]}; failing: ${[...aout.matchAll(/^✗ .*$/gm)].join("; ")}`);
   });
 
   for (const s of scenarios)

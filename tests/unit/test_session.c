@@ -377,10 +377,10 @@ static void concurrency_smoke(void **state)
         }
     }
     assert_true(revoked > 0);
-    /* worker 3 revokes only after its own touch and get: never an error; the others may race
-     * with a revocation (touch REVOKED, get -1), at most twice per revoked id */
+    /* worker 3 revokes only after its own touch and get: never an error; the others may meet a
+     * revoked id (touch REVOKED, get -1) on each of their two visits: at most 4 per revoked id */
     assert_int_equal(w[3].errors, 0);
-    for (int i = 0; i < 3; i++) assert_true(w[i].errors <= 2 * revoked);
+    for (int i = 0; i < 3; i++) assert_true(w[i].errors <= 4 * revoked);
     assert_int_equal(session_reap(t, NOW + HOUR), IDS);
     session_table_free(t);
 }
