@@ -100,6 +100,10 @@ static void build_kind(catalog *c, const gw_config *cfg, const cat_input *in, si
             const char *name = json_string_value(json_object_get(t, ki->key));
             if (!name) continue;
             const char *pfx = in[s].prefix ? in[s].prefix : "";
+            if (strlen(name) + strlen(pfx) + sizeof CAT_URN + strlen(in[s].name) + 2 > 2048) {
+                log_warn(in[s].name, "%s name longer than 2000 bytes: not published", ki->what);
+                continue;
+            }
             char fed[2048];
             if (ki->by_uri) snprintf(fed, sizeof fed, "%s", name);
             else snprintf(fed, sizeof fed, "%s%s", pfx, name);

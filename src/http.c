@@ -31,7 +31,8 @@ struct http_conn {
     int             closing;
     int             failed;       /* a write failed: closed from the loop, never re-entrantly */
     int             counted;      /* in srv->n_conns until its handles have closed */
-    int             in_parse;     /* conn_parse is on the stack: finished requests don't recurse */
+    int             in_parse;
+    int             ready;        /* a complete request waits to be dispatched */     /* conn_parse is on the stack: finished requests don't recurse */
     int             handles_open;
     struct http_conn *prev, *next;
 };
@@ -133,6 +134,7 @@ static void on_write(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
+    if (c->queued == 0 && c->state == CS_IDLE && !c->closing) conn_arm_timer(c);   /* idle from now */
     if (c->req && c->req->on_drain && before > c->srv->lim.max_write_queue / 2 &&
         c->queued <= c->srv->lim.max_write_queue / 2)
         c->req->on_drain(c->req);
@@ -180,13 +182,19 @@ static void head_build(buf *h, http_req *req, int status, const char *extra, con
     if (clen >= 0) buf_printf(h, "Content-Length: %ld\r\n", clen);
     else if (req->http_minor >= 1) buf_appends(h, "Transfer-Encoding: chunked\r\n");
     if (extra) buf_appends(h, extra);
-    if (!req->keep_alive || req->conn->close_after) buf_appends(h, "Connection: close\r\n");
+    if (!req->keep_alive || req->conn->close_after || !req->conn->srv->lim.idle_timeout_ms)
+        buf_appends(h, "Connection: close\r\n");
+    else if (req->http_minor == 0)
+        buf_appends(h, "Connection: keep-alive\r\n");   /* HTTP/1.0 keeps only what is announced */
     buf_appends(h, "\r\n");
 }
 
+/* The response is out and FIN sent: from now on the client gets HTTP_LINGER_MS to go. */
 static void on_shutdown(uv_shutdown_t *sr, int status)
 {
+    http_conn *c = sr->data;
     free(sr);
+    if (status == 0 && !c->closing) uv_timer_start(&c->timer, (uv_timer_cb)conn_close_timer, HTTP_LINGER_MS, 0);
 }
 
 /* Lingering close (as nginx): send FIN once the response is written, then read and discard
@@ -196,6 +204,8 @@ static void conn_linger(http_conn *c)
 {
     c->state = CS_CLOSING;
     uv_shutdown_t *sr = malloc(sizeof *sr);
+    if (sr) sr->data = c;
+    uv_timer_stop(&c->timer);   /* the linger time starts once the response is written (on_shutdown) */
     if (!sr || uv_shutdown(sr, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
         free(sr);
         conn_close(c);
@@ -205,7 +215,6 @@ static void conn_linger(http_conn *c)
         c->reading = 1;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
-    uv_timer_start(&c->timer, (uv_timer_cb)conn_close_timer, HTTP_LINGER_MS, 0);
 }
 
 /* The response is complete: next request, or close. */
@@ -222,7 +231,8 @@ static void req_finish(http_req *req)
     }
     c->state = CS_IDLE;
     llhttp_resume(&c->parser);
-    conn_arm_timer(c);
+    if (c->queued == 0) conn_arm_timer(c);   /* else when the response is written (on_write) */
+    else uv_timer_stop(&c->timer);
     if (c->in_parse) return;   /* the conn_parse loop below us goes on with its bytes */
     if (c->pending.len) {
         /* parse what arrived meanwhile; conn_parse may dispatch the next request */
@@ -375,6 +385,18 @@ big:
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) { return hdr_append(CONN(p), at, len, 1); }
+
+/* A field name ends at the colon: whitespace before it is an error (RFC 9112 section 5.1). */
+static int on_header_field_complete(llhttp_t *p)
+{
+    http_conn *c = CONN(p);
+    buf *raw = &c->req->raw;
+    if (raw->len && (raw->data[raw->len - 1] == ' ' || raw->data[raw->len - 1] == '\t')) {
+        c->error_status = 400;
+        return -1;
+    }
+    return 0;
+}
 static int on_header_value(llhttp_t *p, const char *at, size_t len) { return hdr_append(CONN(p), at, len, 2); }
 
 static int on_headers_complete(llhttp_t *p)
@@ -434,6 +456,7 @@ static int on_message_complete(llhttp_t *p)
 {
     http_conn *c = CONN(p);
     c->state = CS_INFLIGHT;
+    c->ready = 1;
     return HPE_PAUSED;
 }
 
@@ -453,12 +476,15 @@ static void conn_parse(http_conn *c, const char *data, size_t len)
         }
         llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
         if (err == HPE_OK) break;
-        if (err == HPE_PAUSED) {
+        if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+            /* HPE_PAUSED_UPGRADE: an Upgrade offer (h2c, websocket) we do not take; the
+             * connection stays HTTP/1.1 (RFC 9110 section 7.8) */
+            if (err == HPE_PAUSED_UPGRADE) llhttp_resume_after_upgrade(&c->parser);
             const char *pos = llhttp_get_error_pos(&c->parser);
             size_t used = pos ? (size_t)(pos - data) : len;
             data += used;
             len -= used;
-            conn_dispatch(c);      /* may finish synchronously and resume */
+            if (c->ready) conn_dispatch(c);   /* may finish synchronously and resume */
             continue;
         }
         int status = c->error_status ? c->error_status : 400;
@@ -474,6 +500,7 @@ static void conn_dispatch(http_conn *c)
 {
     http_req *r = c->req;
     c->state = CS_INFLIGHT;
+    c->ready = 0;
     uv_timer_stop(&c->timer);
     c->srv->fn(r, c->srv->ctx);
 }
@@ -627,6 +654,7 @@ http_server *http_server_new(uv_loop_t *loop, const http_limits *lim, http_handl
     s->settings.on_url = on_url;
     s->settings.on_header_field = on_header_field;
     s->settings.on_header_value = on_header_value;
+    s->settings.on_header_field_complete = on_header_field_complete;
     s->settings.on_headers_complete = on_headers_complete;
     s->settings.on_body = on_body;
     s->settings.on_message_complete = on_message_complete;

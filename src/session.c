@@ -226,6 +226,7 @@ size_t session_reap(session_table *t, uint64_t now)
                 }
                 if (!s->revoked && t->idle_s && s->last_used + t->idle_s <= now) {
                     s->revoked = 1;   /* idle: the id is dead here, the tombstone lives to expiry */
+                    pend_free_all(s);
                     for (size_t k = 0; k < t->n_servers; k++) { free(s->up[k]); s->up[k] = NULL; }
                     dropped++;
                 }
@@ -287,7 +288,7 @@ int session_pending_get(session_table *t, const char *id, const char *key, size_
     shard *sh;
     sess *s = find(slot(t, id, &sh), id);
     int rc = -1;
-    for (pend **pp = s ? &s->pending : NULL; pp && *pp; pp = &(*pp)->next) {
+    for (pend **pp = s && !s->revoked ? &s->pending : NULL; pp && *pp; pp = &(*pp)->next) {
         pend *p = *pp;
         if (strcmp(p->key, key) != 0) continue;
         if (server) *server = p->server;

@@ -55,7 +55,8 @@ static int sse_line(sse_parser *p, const char *l, size_t n)
 int sse_parser_feed(sse_parser *p, const char *s, size_t n)
 {
     size_t i = 0;
-    if (p->last_cr && n && s[0] == '\n') i = 1;
+    if (!n) return 0;   /* an empty chunk between CR and LF must not forget the CR */
+    if (p->last_cr && s[0] == '\n') i = 1;
     p->last_cr = 0;
     size_t start = i;
     for (; i < n; i++) {

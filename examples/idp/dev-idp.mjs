@@ -302,8 +302,8 @@ async function interaction(req, res, rest) {
     const form = new URLSearchParams((await readBody(req)).toString("utf8"));
     const username = (form.get("username") || "").trim();
     const user = USERS[username];
-    if (!user || !crypto.timingSafeEqual(crypto.hash("sha256", form.get("password") || "", "buffer"),
-                                         crypto.hash("sha256", user.password, "buffer"))) {
+    const sha = (v) => crypto.createHash("sha256").update(String(v)).digest();
+    if (!user || !crypto.timingSafeEqual(sha(form.get("password") || ""), sha(user.password))) {
       debug("login failed for", JSON.stringify(username));
       return send(res, 200, loginPage(uid, details, { error: "Invalid username or password.", username }));
     }

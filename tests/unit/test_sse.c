@@ -332,7 +332,7 @@ static void empty_chunks(void **state)
     assert_int_equal(sse_parser_feed(&x->p, "", 0), 0);
     assert_int_equal(sse_parser_feed(&x->p, "data: a\r", 8), 0);
     assert_int_equal(sse_parser_feed(&x->p, "", 0), 0);
-    assert_int_equal(sse_parser_feed(&x->p, "\ndata: b\r\n", 11), 0);
+    assert_int_equal(sse_parser_feed(&x->p, "\ndata: b\r\n", 10), 0);
     assert_int_equal(x->r.n, 0);   /* the LF ended "data: a", it was not an empty line */
     assert_int_equal(sse_parser_feed(&x->p, "\r\n", 2), 0);
     assert_string_equal(rec_str(&x->r), "message|-|a\nb\n");
