@@ -229,7 +229,10 @@ export async function startGateway({ servers, config, port, args = [], env = {},
   config ??= writeConfig(servers ?? []);
   const a = ["--mcp-gateway-config", config, "--mcp-broker-public-address", `127.0.0.1:${port}`,
              ...(checkInterval ? ["--mcp-check-interval", String(checkInterval)] : []), ...args];
-  const p = spawnProc(logName, GATEWAY_BIN, a, { env: { GATEWAY_SIGNING_KEY: SIGNING_KEY, ...env } });
+  // OAUTH_* exported in the shell (e.g. after `make run`) must not turn auth on for suites that don't ask
+  const clean = { OAUTH_RESOURCE: "", OAUTH_AUTHORIZATION_SERVERS: "", OAUTH_RESOURCE_NAME: "",
+                  OAUTH_SCOPES_SUPPORTED: "", OAUTH_BEARER_METHODS_SUPPORTED: "" };
+  const p = spawnProc(logName, GATEWAY_BIN, a, { env: { ...clean, GATEWAY_SIGNING_KEY: SIGNING_KEY, ...env } });
   p.port = port;
   p.base = `http://127.0.0.1:${port}`;
   p.url = `${p.base}/mcp`;
