@@ -91,3 +91,26 @@ check-config: $(GATEWAY)
 
 clean:
 	rm -rf build build-asan
+
+# Benchmark (bench/, docs/performance.md): never part of `make test`.
+# `make bench` ≤ 10 min on 2 cores, `make bench-quick` ≤ 60 s; both write bench/results/latest.json.
+BENCH_BIN := $(BUILD)/bench/loadgen $(BUILD)/bench/stdio-echo $(BUILD)/bench/jwtkit
+.PHONY: bench bench-quick bench-deps bench-build
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $< $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+bench-deps:
+	@bench/deps.sh
+
+bench-build: all $(BENCH_BIN)
+
+bench: bench-deps
+	@$(MAKE) --no-print-directory bench-build
+	@bench/run.sh full
+
+bench-quick: bench-deps
+	@$(MAKE) --no-print-directory bench-build
+	@bench/run.sh quick

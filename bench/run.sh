@@ -157,6 +157,7 @@ BACKEND_URL=http://127.0.0.1:$P_BACKEND/mcp
 mkdir -p "$TMP/keys" "$TMP/www"
 "$BIN/jwtkit" keygen "$TMP/keys"
 cp "$TMP/keys/jwks.json" "$TMP/www/jwks.json"
+chmod 755 "$TMP" "$TMP/www"; chmod 644 "$TMP/www/jwks.json"   # nginx workers run as an unprivileged user
 pick_port P_AUX; pick_port P_SLOW
 pick_port P_NGINX
 nginx_conf() {   # nginx_conf DIR BODY

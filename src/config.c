@@ -425,6 +425,108 @@ static int url_ok(const char *s)
     return (!strncasecmp(s, "http://", 7) && s[7]) || (!strncasecmp(s, "https://", 8) && s[8]);
 }
 
+/* ---- servers[]: transport, command, args, env, cwd, perSession (stdio and legacy SSE) ---- */
+
+/* Which keys were given, for the checks once the whole entry is read (kept in the high bits of
+ * transport while parsing). */
+enum { TK_TRANSPORT = 1 << 8, TK_STDIO_ONLY = 1 << 9, TK_MASK = 0xff };
+
+static int env_name_ok(const char *s)
+{
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_')) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return 0;
+    return 1;
+}
+
+static void strlist_add(gw_strlist *l, char *s)
+{
+    l->v = xreallocarray(l->v, l->n + 1, sizeof *l->v);
+    l->v[l->n++] = s;
+}
+
+static int transport_pair(yctx *c, gw_server_cfg *s, const char *key, yaml_node_t *v)
+{
+    if (!strcasecmp(key, "transport")) {
+        char *t = NULL;
+        if (get_str(c, "transport", v, &t) < 0) return -1;
+        int kind = !t || !strcasecmp(t, "streamable-http") ? GW_TRANSPORT_HTTP
+                   : !strcasecmp(t, "sse")                 ? GW_TRANSPORT_SSE
+                   : !strcasecmp(t, "stdio")               ? GW_TRANSPORT_STDIO : -1;
+        free(t);
+        if (kind < 0) return yerr(c, v, "transport must be streamable-http, sse or stdio");
+        s->transport = (s->transport & ~TK_MASK) | kind | TK_TRANSPORT;
+        return 0;
+    }
+    s->transport |= TK_STDIO_ONLY;
+    if (!strcasecmp(key, "command")) {
+        if (get_str(c, "command", v, &s->command) < 0) return -1;
+        if (!s->command) return yerr(c, v, "'command' must not be empty");
+        return 0;
+    }
+    if (!strcasecmp(key, "cwd")) return get_str(c, "cwd", v, &s->cwd);
+    if (!strcasecmp(key, "perSession")) {
+        int b = v->type == YAML_SCALAR_NODE ? parse_bool(sval(v)) : -1;
+        if (b < 0) return yerr(c, v, "'perSession' must be true or false");
+        s->per_session = b;
+        return 0;
+    }
+    if (!strcasecmp(key, "args")) {
+        config_strlist_free(&s->args);
+        if (is_null(v)) return 0;
+        if (v->type != YAML_SEQUENCE_NODE) return yerr(c, v, "'args' must be a list of strings");
+        for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+            yaml_node_t *e = yaml_document_get_node(c->doc, *it);
+            if (e->type != YAML_SCALAR_NODE) return yerr(c, e, "'args' must be a list of strings");
+            if (strlen(sval(e)) != e->data.scalar.length) return yerr(c, e, "'args' entry contains a NUL byte");
+            strlist_add(&s->args, xstrdup(sval(e)));   /* "" is a valid argument */
+        }
+        return 0;
+    }
+    /* env: a mapping NAME: value */
+    config_strlist_free(&s->env);
+    if (is_null(v)) return 0;
+    if (v->type != YAML_MAPPING_NODE) return yerr(c, v, "'env' must be a mapping of NAME: value");
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key), *e = yaml_document_get_node(c->doc, p->value);
+        if (k->type != YAML_SCALAR_NODE || !env_name_ok(sval(k)))
+            return yerr(c, k, "env names must match ^[A-Za-z_][A-Za-z0-9_]*$");
+        if (e->type != YAML_SCALAR_NODE) return yerr(c, e, "env value of '%s' must be a string", sval(k));
+        if (strlen(sval(e)) != e->data.scalar.length) return yerr(c, e, "env value of '%s' contains a NUL byte", sval(k));
+        const char *val = is_null(e) ? "" : sval(e);
+        size_t n = strlen(sval(k)) + strlen(val) + 2;
+        char *kv = malloc(n);
+        if (!kv) oom();
+        snprintf(kv, n, "%s=%s", sval(k), val);
+        strlist_add(&s->env, kv);
+    }
+    return 0;
+}
+
+/* The transport keys of one server entry agree with each other. */
+static int check_transport(yctx *c, yaml_node_t *n, gw_server_cfg *s)
+{
+    int given = s->transport & TK_TRANSPORT, stdio_keys = s->transport & TK_STDIO_ONLY;
+    s->transport &= TK_MASK;
+    if (s->command && s->url)
+        return yerr(c, n, "server '%s' has both 'command' and 'url': a stdio server has a command, any other a url",
+                    s->name);
+    if (s->command) {
+        if (given && s->transport != GW_TRANSPORT_STDIO)
+            return yerr(c, n, "server '%s' has a 'command': its transport can only be stdio", s->name);
+        s->transport = GW_TRANSPORT_STDIO;
+    } else if (s->transport == GW_TRANSPORT_STDIO) {
+        return yerr(c, n, "server '%s' has transport stdio but no 'command'", s->name);
+    } else if (stdio_keys) {
+        return yerr(c, n, "server '%s': 'args', 'env', 'cwd' and 'perSession' need a 'command' (stdio)", s->name);
+    }
+    if (s->per_session)
+        return yerr(c, n, "server '%s': perSession: true is not supported yet (one child serves every session)",
+                    s->name);
+    return 0;
+}
+
 /* Accepted and unused: Kuadrant's discovery metadata and per-user listing. */
 static const char *const server_ignored[] = {"userSpecificList", "category", "hint", "tags"};
 
@@ -457,6 +559,9 @@ static int server_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml
         return get_str(c, "credential", v, &s->credential);
     } else if (!strcasecmp(key, "caCert")) {
         return get_str(c, "caCert", v, &s->ca_cert);
+    } else if (!strcasecmp(key, "transport") || !strcasecmp(key, "command") || !strcasecmp(key, "args") ||
+               !strcasecmp(key, "env") || !strcasecmp(key, "cwd") || !strcasecmp(key, "perSession")) {
+        return transport_pair(c, s, key, v);
     } else {
         for (size_t i = 0; i < sizeof server_ignored / sizeof *server_ignored; i++)
             if (!strcasecmp(key, server_ignored[i])) return 0;
@@ -473,7 +578,8 @@ static int parse_server(yctx *c, yaml_node_t *n)
     *s = (gw_server_cfg){.enabled = 1, .line = (int)LINE(n)};
     if (each_pair(c, n, s, server_pair) < 0) return -1;
     if (!s->name) return yerr(c, n, "server has no 'name'");
-    if (!s->url) return yerr(c, n, "server '%s' has no 'url'", s->name);
+    if (check_transport(c, n, s) < 0) return -1;
+    if (!s->url && !s->command) return yerr(c, n, "server '%s' has no 'url'", s->name);
     if (!s->prefix) s->prefix = xstrdup("");
     return 0;
 }
@@ -655,6 +761,9 @@ static void free_servers(gw_server_cfg *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(s[i].name); free(s[i].url); free(s[i].prefix);
         free(s[i].hostname); free(s[i].credential); free(s[i].ca_cert);
+        free(s[i].command); free(s[i].cwd);
+        config_strlist_free(&s[i].args);
+        config_strlist_free(&s[i].env);
     }
     free(s);
 }

@@ -7,15 +7,32 @@
 #include <stddef.h>
 #include <stdio.h>
 
+typedef struct gw_strlist {
+    char  **v;
+    size_t  n;
+} gw_strlist;
+
+/* How the gateway reaches an upstream (servers[].transport / command). Legacy SSE and stdio
+ * servers are served through the bridge (bridge.h), which replaces their url at start. */
+enum { GW_TRANSPORT_HTTP = 0, GW_TRANSPORT_SSE = 1, GW_TRANSPORT_STDIO = 2 };
+
 typedef struct gw_server_cfg {
     char *name;        /* unique, may contain '/' */
-    char *url;         /* upstream MCP endpoint (http:// or https://) */
+    char *url;         /* upstream MCP endpoint (http:// or https://); NULL for stdio until the
+                        * bridge sets it (bridge_start) */
     char *prefix;      /* "" when unset; federated name = prefix + upstream name */
     char *hostname;    /* Kuadrant routing host: informational */
     char *credential;  /* sent verbatim as Authorization upstream; NULL when unset */
     char *ca_cert;     /* PEM; NULL when unset */
     int   enabled;     /* state: "" / Enabled = 1, Disabled = 0 */
     int   line;        /* line of the entry in the file, for messages */
+    /* transports other than Streamable HTTP (docs/configuration.md) */
+    int        transport;   /* GW_TRANSPORT_*: `transport`, or stdio when `command` is set */
+    char      *command;     /* stdio: the program (searched in PATH when it has no '/') */
+    gw_strlist args;        /* stdio: its arguments */
+    gw_strlist env;         /* stdio: "NAME=value" entries added to its environment */
+    char      *cwd;         /* stdio: its working directory; NULL = the gateway's */
+    int        per_session; /* stdio: one child per client session (perSession) */
 } gw_server_cfg;
 
 typedef struct gw_vserver_cfg {
@@ -26,11 +43,6 @@ typedef struct gw_vserver_cfg {
 } gw_vserver_cfg;
 
 #define GW_VERSION "0.1.0"
-
-typedef struct gw_strlist {
-    char  **v;
-    size_t  n;
-} gw_strlist;
 
 typedef struct gw_issuer_cfg {
     char *issuer_url;  /* exact "iss" value expected in tokens */

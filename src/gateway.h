@@ -31,6 +31,9 @@ struct worker {
     mcp_stream  *streams;       /* open GET streams of this loop */
     size_t       n_streams;
     uint64_t     next_up_id;    /* ids of requests this loop sends upstream */
+    uint64_t     next_stream;   /* stream ids and tokens of this loop */
+    pthread_mutex_t inbox_lock; /* streams.c: frames for this loop's streams from other loops */
+    struct inbox_msg *inbox;
     uint64_t     seen_lists[4];     /* list versions already announced (per catalog kind) */
     int          stopping;
     int          listen_fd;

@@ -7,18 +7,13 @@
 #include "log.h"
 #include "relay.h"
 #include "sse.h"
+#include "streams.h"
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-struct mcp_stream {
-    worker     *w;
-    http_req   *req;
-    mcp_stream *prev, *next;
-};
 
 static const char expose[] = "Access-Control-Expose-Headers: Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate\r\n";
 
@@ -411,22 +406,6 @@ static void do_post(worker *w, http_req *req, const auth_identity *id)
     json_decref(msg);
 }
 
-static void stream_unlink(mcp_stream *s)
-{
-    worker *w = s->w;
-    if (s->prev) s->prev->next = s->next; else w->streams = s->next;
-    if (s->next) s->next->prev = s->prev;
-    w->n_streams--;
-    __atomic_sub_fetch(&w->gw->n_sse, 1, __ATOMIC_RELAXED);
-}
-
-static void stream_abort(http_req *req)
-{
-    mcp_stream *s = req->ud;
-    stream_unlink(s);
-    free(s);
-}
-
 static void do_get(worker *w, http_req *req, const auth_identity *id)
 {
     gateway *gw = w->gw;
@@ -439,25 +418,10 @@ static void do_get(worker *w, http_req *req, const auth_identity *id)
     const char *sid;
     if (session_check(w, req, id, &cl, &sid) != 0) return;
     if (__atomic_load_n(&gw->n_sse, __ATOMIC_RELAXED) >= (size_t)gw->cfg->max_sse_streams) {
-        mcp_reply(w, req, 429, "application/json", "{\"error\":\"too many streams\"}", 28, NULL);
+        http_respond(req, 429, "Retry-After: 5\r\n", "application/json", "{\"error\":\"too many streams\"}", 28);
         return;
     }
-    mcp_stream *s = calloc(1, sizeof *s);
-    if (!s) { mcp_reply_error(w, req, 500, NULL, JR_INTERNAL_ERROR, "out of memory"); return; }
-    s->w = w;
-    s->req = req;
-    s->next = w->streams;
-    if (w->streams) w->streams->prev = s;
-    w->streams = s;
-    w->n_streams++;
-    __atomic_add_fetch(&gw->n_sse, 1, __ATOMIC_RELAXED);
-    req->ud = s;
-    req->on_abort = stream_abort;
-    char extra[768];
-    mcp_extra_headers(w, req, extra, sizeof extra, NULL);
-    strncat(extra, "Cache-Control: no-cache\r\n", sizeof extra - strlen(extra) - 1);
-    http_stream_begin(req, 200, extra, "text/event-stream");
-    http_stream_write(req, ": stream open\n\n", 15);
+    streams_open(w, req, sid, &cl);
 }
 
 static void do_delete(worker *w, http_req *req, const auth_identity *id)
@@ -483,18 +447,7 @@ static void do_delete(worker *w, http_req *req, const auth_identity *id)
         }
         free(up);
     }
-    /* close this session's GET streams on this loop */
-    for (mcp_stream *s = w->streams, *n; s; s = n) {
-        n = s->next;
-        const char *ssid = http_req_header(s->req, "mcp-session-id");
-        if (ssid && strcmp(ssid, sid) == 0) {
-            http_req *sr = s->req;
-            sr->on_abort = NULL;
-            stream_unlink(s);
-            free(s);
-            http_stream_end(sr);
-        }
-    }
+    streams_close_session(w, sid);   /* this loop's; others end when their clients see the 404s */
     mcp_reply(w, req, 200, NULL, NULL, 0, NULL);
 }
 
@@ -545,28 +498,5 @@ void mcp_broadcast_list_changed(worker *w, int kind)
     char ev[128];
     int n = snprintf(ev, sizeof ev, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/%s/list_changed\"}\n\n",
                      names[kind & 3]);
-    for (mcp_stream *s = w->streams, *next; s; s = next) {
-        next = s->next;   /* a failed write closes the stream and unlinks s */
-        http_stream_write(s->req, ev, (size_t)n);
-    }
-}
-
-void mcp_keepalive(worker *w)
-{
-    for (mcp_stream *s = w->streams, *n; s; s = n) {
-        n = s->next;
-        http_stream_write(s->req, ": keep-alive\n\n", 14);
-    }
-}
-
-void mcp_close_streams(worker *w)
-{
-    while (w->streams) {
-        mcp_stream *s = w->streams;
-        http_req *r = s->req;
-        r->on_abort = NULL;
-        stream_unlink(s);
-        free(s);
-        http_stream_end(r);
-    }
+    streams_broadcast(w, ev, (size_t)n);
 }

@@ -18,6 +18,5 @@ void mcp_extra_headers(worker *w, http_req *req, char *out, size_t cap, const ch
 
 /* GET streams of one loop. */
 void mcp_broadcast_list_changed(worker *w, int kind);
-void mcp_keepalive(worker *w);
-void mcp_close_streams(worker *w);
+
 #endif

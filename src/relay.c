@@ -9,6 +9,7 @@
 #include "log.h"
 #include "mcp.h"
 #include "sse.h"
+#include "streams.h"
 #include "up_rpc.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,9 @@ typedef struct relay {
     int            streaming;    /* client SSE response open */
     int            answered;
     int            paused;       /* upstream reads paused while the client's queue drains */
+    int            detached;     /* the client left mid-stream: events go to the store (resumption) */
+    char           stream_id[24];/* of the SSE response, for event ids */
+    uint64_t       seq;
     int            in_cb;        /* inside one of our callbacks: an abort only marks req NULL */
     up_rpc        *rpc;
     up_call       *call;
@@ -63,6 +67,13 @@ static void on_abort(http_req *req)
 {
     relay *r = req->ud;
     r->req = NULL;
+    if (r->streaming && !r->answered) {
+        /* the client lost its SSE response: the call goes on, its events are kept for the
+         * client to resume with Last-Event-ID (and follow on its GET stream) */
+        r->detached = 1;
+        if (r->paused && r->call) { r->paused = 0; up_call_pause(r->call, 0); }
+        return;
+    }
     if (r->in_cb) return;        /* the callback on the stack sees req == NULL and cleans up */
     if (r->rpc) { up_rpc_cancel(r->rpc); r->rpc = NULL; }
     if (r->call) { up_call_cancel(r->call); r->call = NULL; }
@@ -78,34 +89,27 @@ static void on_drain(http_req *req)
     }
 }
 
+static void relay_message(relay *r, json_t *m, int final);
+
+/* The call ends with a JSON-RPC error naming the server. */
 static void relay_error(relay *r, int code, const char *fmt, const char *arg)
 {
     char msg[512];
     snprintf(msg, sizeof msg, fmt, r->srv->name, arg ? arg : "");
-    if (r->req) {
-        r->req->on_abort = NULL;
-        if (r->streaming) {
-            buf b;
-            buf_init(&b, 4096);
-            buf e;
-            buf_init(&e, 4096);
-            jsonrpc_error(&e, r->client_id, code, msg);
-            sse_format(&b, NULL, NULL, e.data, e.len);
-            http_stream_write(r->req, b.data, b.len);
-            http_stream_end(r->req);
-            buf_free(&b);
-            buf_free(&e);
-        } else {
-            mcp_reply_error(r->w, r->req, 200, r->client_id, code, msg);
-        }
-        r->req = NULL;
-    }
+    buf e;
+    buf_init(&e, 4096);
+    jsonrpc_error(&e, r->client_id, code, msg);
+    json_t *m = json_loadb(e.data, e.len, 0, NULL);
+    buf_free(&e);
+    if (m) relay_message(r, m, 1);
+    json_decref(m);
+    r->answered = 1;
 }
 
 /* Sends one upstream message (already re-identified) to the client. */
 static void relay_message(relay *r, json_t *m, int final)
 {
-    if (!r->req) return;
+    if (!r->req && !r->detached) return;
     char *s = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
     if (!s) return;
     if (final && !r->streaming) {
@@ -121,11 +125,29 @@ static void relay_message(relay *r, json_t *m, int final)
         strncat(extra, "Cache-Control: no-cache\r\n", sizeof extra - strlen(extra) - 1);
         http_stream_begin(r->req, 200, extra, "text/event-stream");
         r->streaming = 1;
+        streams_new_id(r->w, 'p', r->stream_id);
+        if (r->proto >= 2) {   /* 2025-11-25: an id to resume from before anything else */
+            char prime[80];
+            int pn = snprintf(prime, sizeof prime, "id: %s/0\nretry: 1000\ndata: \n\n", r->stream_id);
+            http_stream_write(r->req, prime, (size_t)pn);
+        }
     }
+    /* every event has an id and is kept, so that a client that loses the stream resumes */
+    size_t len = strlen(s);
     buf b;
-    buf_init(&b, (size_t)1 << 30);
-    sse_format(&b, NULL, NULL, s, strlen(s));
+    buf_init(&b, len + 128);
+    buf_printf(&b, "id: %s/%llu\ndata: ", r->stream_id, (unsigned long long)++r->seq);
+    buf_append(&b, s, len);
+    buf_append(&b, "\n\n", 2);
+    int wi;
+    uint64_t tok;
+    session_event_add(r->w->gw->sessions, r->gw_sid, r->stream_id, r->seq, s, len, &wi, &tok);
     free(s);
+    if (!r->req) {   /* detached: to the session's GET stream, wherever it is */
+        if (wi >= 0) streams_deliver(r->w->gw, wi, tok, b.data, b.len);
+        buf_free(&b);
+        return;
+    }
     int rc = http_stream_write(r->req, b.data, b.len);
     buf_free(&b);
     if (rc < 0) return;   /* the client is being dropped: on_abort follows */
@@ -197,7 +219,7 @@ static void on_data(up_call *c, void *ud, const char *d, size_t n)
     } else if (buf_append(&r->body, d, n)) {
         relay_error(r, JR_INTERNAL_ERROR, "upstream %s: response too large%s", "");
     }
-    if (!r->req || r->answered) {   /* done with this call */
+    if ((!r->req && !r->detached) || r->answered) {   /* done with this call */
         r->call = NULL;
         up_call_cancel(c);
         relay_free(r);
@@ -211,7 +233,7 @@ static void on_done(up_call *c, void *ud, const char *err)
     relay *r = ud;
     r->call = NULL;
     r->in_cb = 1;
-    if (!r->req) { relay_free(r); return; }
+    if (!r->req && !r->detached) { relay_free(r); return; }
     if (!err && (r->status == 404 || (r->status == 400 && r->up_session)) && !r->retried && !r->streaming) {
         /* the upstream no longer knows the session: a new one, then the call again, once */
         r->retried = 1;
@@ -299,6 +321,10 @@ static void on_notified(void *ud, json_t *resp, const char *err, long status, co
     char level[16];
     if (session_get_level(r->w->gw->sessions, r->gw_sid, level, sizeof level) == 0)
         send_level(r->w, r->server, r->up_version, r->up_session, level);
+    int wi;
+    uint64_t tok;   /* the session's GET stream relays this upstream's own stream from now on */
+    if (r->up_session && session_get_get(r->w->gw->sessions, r->gw_sid, &wi, &tok) == 0)
+        streams_open_upstream(r->w->gw, wi, tok, r->server);
     r->step = RL_CALL;
     relay_step(r);
 }

@@ -7,6 +7,7 @@
 #include "prm.h"
 #include "log.h"
 #include "mcp.h"
+#include "streams.h"
 #include <arpa/inet.h>
 #include <llhttp.h>
 #include <errno.h>
@@ -130,10 +131,11 @@ static void on_wake(uv_async_t *a)
     if (w->stopping == 1) {
         w->stopping = 2;
         uv_timer_stop(&w->keepalive);
-        mcp_close_streams(w);
+        streams_close_all(w);
         http_server_close(w->http, on_http_closed, w);
         return;
     }
+    streams_on_wake(w);
     for (int k = 0; k < 4; k++) {
         uint64_t v = __atomic_load_n(&w->gw->list_version[k], __ATOMIC_ACQUIRE);
         if (v != w->seen_lists[k]) {
@@ -143,7 +145,7 @@ static void on_wake(uv_async_t *a)
     }
 }
 
-static void on_keepalive(uv_timer_t *t) { mcp_keepalive(t->data); }
+static void on_keepalive(uv_timer_t *t) { streams_keepalive(t->data); }
 
 static void *worker_main(void *arg)
 {
@@ -155,6 +157,7 @@ static void *worker_main(void *arg)
 int server_start_worker(worker *w, const http_limits *lim)
 {
     if (uv_loop_init(&w->loop)) return -1;
+    streams_init(w);
     w->http = http_server_new(&w->loop, lim, route, w);
     w->up = upclient_new(&w->loop);
     w->auth = auth_cache_new(16384);
@@ -179,6 +182,7 @@ void server_join_worker(worker *w)
 {
     pthread_join(w->thread, NULL);
     uv_loop_close(&w->loop);
+    streams_free(w);
 }
 
 void gateway_list_changed(gateway *gw, int kind)

@@ -13,6 +13,14 @@ typedef struct pend {
     char         key[];
 } pend;
 
+typedef struct sev {
+    struct sev *next;
+    char        stream[24];
+    uint64_t    seq;
+    size_t      len;
+    char        data[];
+} sev;
+
 typedef struct sess {
     struct sess *next;
     uint64_t     expires;
@@ -21,6 +29,10 @@ typedef struct sess {
     char         level[12];  /* logging/setLevel of the client, "" = none */
     struct pend *pending;    /* see session_pending_put */
     size_t       n_pending;
+    struct sev  *ev_head, *ev_tail;   /* event store, oldest first */
+    size_t       ev_n, ev_bytes;
+    int          get_worker;          /* current GET stream: worker index, -1 = none */
+    uint64_t     get_token;
     char       **up;        /* n_servers upstream session ids (NULL = none yet) */
     char         id[];
 } sess;
@@ -68,9 +80,17 @@ static void pend_free_all(sess *s)
     s->n_pending = 0;
 }
 
+static void ev_free_all(sess *s)
+{
+    for (sev *e = s->ev_head, *n; e; e = n) { n = e->next; free(e); }
+    s->ev_head = s->ev_tail = NULL;
+    s->ev_n = s->ev_bytes = 0;
+}
+
 static void sess_free(session_table *t, sess *s)
 {
     pend_free_all(s);
+    ev_free_all(s);
     if (s->up)
         for (size_t i = 0; i < t->n_servers; i++) free(s->up[i]);
     free(s->up);
@@ -144,6 +164,7 @@ int session_touch(session_table *t, const char *id, uint64_t expires, uint64_t n
             s->expires = expires;
             s->last_used = now;
             s->up = calloc(t->n_servers ? t->n_servers : 1, sizeof *s->up);
+            s->get_worker = -1;
             s->next = *head;
             *head = s;
             size_t n = __atomic_add_fetch(&t->count, 1, __ATOMIC_RELAXED);
@@ -202,6 +223,8 @@ char **session_revoke(session_table *t, const char *id, uint64_t now)
     if (s) {
         s->revoked = 1;
         pend_free_all(s);
+        ev_free_all(s);
+        s->get_worker = -1;
     }
     pthread_mutex_unlock(&sh->lock);
     return up;
@@ -227,6 +250,7 @@ size_t session_reap(session_table *t, uint64_t now)
                 if (!s->revoked && t->idle_s && s->last_used + t->idle_s <= now) {
                     s->revoked = 1;   /* idle: the id is dead here, the tombstone lives to expiry */
                     pend_free_all(s);
+                    ev_free_all(s);
                     for (size_t k = 0; k < t->n_servers; k++) { free(s->up[k]); s->up[k] = NULL; }
                     dropped++;
                 }
@@ -302,6 +326,82 @@ int session_pending_get(session_table *t, const char *id, const char *key, size_
         rc = 0;
         break;
     }
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+void session_event_add(session_table *t, const char *id, const char *stream, uint64_t seq, const char *data,
+                       size_t len, int *worker, uint64_t *token)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    *worker = -1;
+    *token = 0;
+    if (s && !s->revoked && len <= SESSION_EVENT_BYTES) {
+        sev *e = malloc(sizeof *e + len);
+        if (e) {
+            snprintf(e->stream, sizeof e->stream, "%s", stream);
+            e->seq = seq;
+            e->len = len;
+            memcpy(e->data, data, len);
+            e->next = NULL;
+            if (s->ev_tail) s->ev_tail->next = e; else s->ev_head = e;
+            s->ev_tail = e;
+            s->ev_n++;
+            s->ev_bytes += len;
+            while (s->ev_head && (s->ev_n > SESSION_EVENTS_MAX || s->ev_bytes > SESSION_EVENT_BYTES)) {
+                sev *o = s->ev_head;
+                s->ev_head = o->next;
+                if (!s->ev_head) s->ev_tail = NULL;
+                s->ev_n--;
+                s->ev_bytes -= o->len;
+                free(o);
+            }
+        }
+        *worker = s->get_worker;
+        *token = s->get_token;
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+size_t session_event_replay(session_table *t, const char *id, const char *stream, uint64_t after, buf *out)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    size_t n = 0;
+    for (sev *e = s && !s->revoked ? s->ev_head : NULL; e; e = e->next) {
+        if (e->seq <= after || strcmp(e->stream, stream) != 0) continue;
+        if (buf_printf(out, "id: %s/%llu\ndata: ", e->stream, (unsigned long long)e->seq) ||
+            buf_append(out, e->data, e->len) || buf_append(out, "\n\n", 2))
+            break;
+        n++;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return n;
+}
+
+void session_set_get(session_table *t, const char *id, int worker, uint64_t token)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    if (s) { s->get_worker = worker; s->get_token = token; }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+void session_clear_get(session_table *t, const char *id, uint64_t token)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    if (s && s->get_token == token) { s->get_worker = -1; s->get_token = 0; }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+int session_get_get(session_table *t, const char *id, int *worker, uint64_t *token)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    int rc = -1;
+    if (s && !s->revoked && s->get_worker >= 0) { *worker = s->get_worker; *token = s->get_token; rc = 0; }
     pthread_mutex_unlock(&sh->lock);
     return rc;
 }

@@ -8,6 +8,7 @@
 #define GW_SESSION_H
 #include <stddef.h>
 #include <stdint.h>
+#include "buf.h"
 
 typedef struct session_table session_table;
 
@@ -30,12 +31,28 @@ void session_set_level(session_table *t, const char *id, const char *level);
 int  session_get_level(session_table *t, const char *id, char *out, size_t cap);   /* 0 when set */
 size_t session_count(session_table *t);
 
-/* Small per-session maps for what crosses requests: a client request in flight (key "c:<id>")
+/* Small per-session maps for what crosses requests: a client request in flight (key "c:ID")
  * → its server and upstream id, so that notifications/cancelled reaches the right upstream;
- * a server→client request relayed to the client (key "s:<gateway id>") → its server and the
+ * a server→client request relayed to the client (key "s:GATEWAY-ID") → its server and the
  * upstream's own id, so that the client's response goes back. At most SESSION_PENDING_MAX each
  * session: put fails beyond. */
 #define SESSION_PENDING_MAX 256
+
+/* Resumability: the SSE events this process wrote on the session's streams, so that a client
+ * that lost a stream resumes with Last-Event-ID ("<stream>/<seq>"). Bounded per session
+ * (SESSION_EVENTS_MAX events, SESSION_EVENT_BYTES bytes): the oldest go first. */
+#define SESSION_EVENTS_MAX   256
+#define SESSION_EVENT_BYTES  (1u << 20)
+/* Stores an event; worker and token get the session's current GET stream (-1/0 when none), the
+ * place where events of a stream whose client left go next. */
+void   session_event_add(session_table *t, const char *id, const char *stream, uint64_t seq, const char *data,
+                         size_t len, int *worker, uint64_t *token);
+/* Appends to out the SSE frames of stream's events after seq; returns how many. */
+size_t session_event_replay(session_table *t, const char *id, const char *stream, uint64_t after, buf *out);
+/* The session's current GET stream (one: the spec forbids sending a message on several). */
+void   session_set_get(session_table *t, const char *id, int worker, uint64_t token);
+void   session_clear_get(session_table *t, const char *id, uint64_t token);   /* only if still that one */
+int    session_get_get(session_table *t, const char *id, int *worker, uint64_t *token);  /* 0 when one */
 int  session_pending_put(session_table *t, const char *id, const char *key, size_t server, const char *val);
 /* Copies the value (and server) of key; removes the entry when take is set. 0 when found. */
 int  session_pending_get(session_table *t, const char *id, const char *key, size_t *server, char *val, size_t cap,

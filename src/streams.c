@@ -1,0 +1,330 @@
+/* streams — GET streams, upstream GET relays, resumption and cross-loop delivery (streams.h). */
+#include "streams.h"
+#include "log.h"
+#include "mcp.h"
+#include "sse.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct upget upget;
+
+struct mcp_stream {
+    worker     *w;
+    http_req   *req;
+    mcp_stream *prev, *next;
+    uint64_t    token;
+    char        sid[SESSION_ID_MAX];
+    char        id[24];          /* stream id of the events written here */
+    uint64_t    seq;
+    upget     **up;              /* per server: the upstream GET relayed here, or NULL */
+};
+
+struct upget {
+    mcp_stream *s;
+    size_t      server;
+    up_call    *call;
+    sse_parser  parser;
+};
+
+typedef struct inbox_msg {
+    struct inbox_msg *next;
+    uint64_t          token;
+    long              server;    /* >= 0: open this upstream; < 0: deliver data */
+    size_t            len;
+    char              data[];
+} inbox_msg;
+
+void streams_init(worker *w)
+{
+    pthread_mutex_init(&w->inbox_lock, NULL);
+}
+
+void streams_free(worker *w)
+{
+    for (inbox_msg *m = w->inbox, *n; m; m = n) { n = m->next; free(m); }
+    w->inbox = NULL;
+    pthread_mutex_destroy(&w->inbox_lock);
+}
+
+void streams_new_id(worker *w, char prefix, char out[24])
+{
+    snprintf(out, 24, "%c%d.%llx", prefix, w->idx, (unsigned long long)++w->next_stream);
+}
+
+static mcp_stream *find_token(worker *w, uint64_t token)
+{
+    for (mcp_stream *s = w->streams; s; s = s->next)
+        if (s->token == token) return s;
+    return NULL;
+}
+
+/* ---- writing -------------------------------------------------------------------------------- */
+
+/* One message (compact JSON) on the stream, with an id, kept for resumption. */
+static void stream_send(mcp_stream *s, const char *json, size_t len)
+{
+    char head[64];
+    int n = snprintf(head, sizeof head, "id: %s/%llu\ndata: ", s->id, (unsigned long long)++s->seq);
+    int wi;
+    uint64_t tok;
+    session_event_add(s->w->gw->sessions, s->sid, s->id, s->seq, json, len, &wi, &tok);
+    buf b;
+    buf_init(&b, len + 128);
+    buf_append(&b, head, (size_t)n);
+    buf_append(&b, json, len);
+    buf_append(&b, "\n\n", 2);
+    http_stream_write(s->req, b.data, b.len);
+    buf_free(&b);
+}
+
+/* ---- upstream GET streams ---------------------------------------------------------------------- */
+
+static void upget_free(upget *g)
+{
+    if (g->call) up_call_cancel(g->call);
+    sse_parser_free(&g->parser);
+    free(g);
+}
+
+static void on_up_event(void *ud, const char *event, const char *data, size_t len, const char *id)
+{
+    upget *g = ud;
+    mcp_stream *s = g->s;
+    if (strcmp(event, "message") != 0 || !len) return;
+    json_t *m = json_loadb(data, len, 0, NULL);
+    if (!json_is_object(m)) { json_decref(m); return; }
+    json_t *mid = json_object_get(m, "id");
+    if (mid && json_object_get(m, "method")) {
+        /* a request from the upstream outside any call: remapped like those during calls */
+        worker *w = s->w;
+        uint64_t gid = ((uint64_t)(w->idx + 1) << 40) | ++w->next_up_id;
+        char key[40], *orig = json_dumps(mid, JSON_ENCODE_ANY | JSON_COMPACT);
+        snprintf(key, sizeof key, "s:%llu", (unsigned long long)gid);
+        if (!orig || session_pending_put(w->gw->sessions, s->sid, key, g->server, orig) != 0) {
+            free(orig);
+            json_decref(m);
+            return;
+        }
+        free(orig);
+        json_object_set_new(m, "id", json_integer((json_int_t)gid));
+    }
+    char *out = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(m);
+    if (out) stream_send(s, out, strlen(out));
+    free(out);
+}
+
+static void on_up_head(up_call *c, void *ud, long status, const char *ctype, const char *sid) {}
+
+static void on_up_data(up_call *c, void *ud, const char *d, size_t n)
+{
+    upget *g = ud;
+    if (sse_parser_feed(&g->parser, d, n)) {
+        log_warn(g->s->w->gw->cfg->servers[g->server].name, "upstream GET stream: event too large, stream dropped");
+        g->call = NULL;
+        up_call_cancel(c);
+    }
+}
+
+static void on_up_done(up_call *c, void *ud, const char *err)
+{
+    upget *g = ud;
+    g->call = NULL;   /* the upstream ended it (or has none: 405); not reopened until the next GET */
+}
+
+static const up_callbacks upget_cb = {on_up_head, on_up_data, on_up_done};
+
+static void open_upstream(mcp_stream *s, size_t server)
+{
+    worker *w = s->w;
+    gateway *gw = w->gw;
+    if (server >= gw->cfg->n_servers || (s->up[server] && s->up[server]->call)) return;
+    char stored[192];
+    if (session_get_upstream(gw->sessions, s->sid, server, stored, sizeof stored) != 0) return;
+    char *sp = strchr(stored, ' ');
+    if (!sp || !sp[1]) return;   /* a stateless upstream: no stream to open */
+    *sp = '\0';
+    upget *g = s->up[server];
+    if (!g) {
+        g = calloc(1, sizeof *g);
+        if (!g) return;
+        g->s = s;
+        g->server = server;
+        sse_parser_init(&g->parser, (size_t)gw->cfg->max_upstream_response, on_up_event, g);
+        s->up[server] = g;
+    }
+    const gw_server_cfg *srv = &gw->cfg->servers[server];
+    up_req r = {.url = srv->url, .method = "GET", .session_id = sp + 1, .protocol_version = stored,
+                .authorization = srv->credential, .ca_pem = srv->ca_cert ? srv->ca_cert : gw->cfg->gateway_ca_pem};
+    g->call = upclient_send(w->up, &r, &upget_cb, g);
+}
+
+/* ---- the client's GET stream ---------------------------------------------------------------------- */
+
+static void stream_unlink(mcp_stream *s)
+{
+    worker *w = s->w;
+    if (s->prev) s->prev->next = s->next; else w->streams = s->next;
+    if (s->next) s->next->prev = s->prev;
+    w->n_streams--;
+    __atomic_sub_fetch(&w->gw->n_sse, 1, __ATOMIC_RELAXED);
+    session_clear_get(w->gw->sessions, s->sid, s->token);
+}
+
+static void stream_free(mcp_stream *s)
+{
+    for (size_t i = 0; s->up && i < s->w->gw->cfg->n_servers; i++)
+        if (s->up[i]) upget_free(s->up[i]);
+    free(s->up);
+    free(s);
+}
+
+static void stream_abort(http_req *req)
+{
+    mcp_stream *s = req->ud;
+    stream_unlink(s);
+    stream_free(s);
+}
+
+/* "<stream>/<seq>" → stream and seq; 0 when well-formed. */
+static int parse_event_id(const char *v, char stream[24], uint64_t *seq)
+{
+    const char *slash = strrchr(v, '/');
+    if (!slash || slash == v || (size_t)(slash - v) >= 24) return -1;
+    char *end;
+    unsigned long long n = strtoull(slash + 1, &end, 10);
+    if (*end || end == slash + 1) return -1;
+    memcpy(stream, v, (size_t)(slash - v));
+    stream[slash - v] = '\0';
+    *seq = n;
+    return 0;
+}
+
+void streams_open(worker *w, http_req *req, const char *sid, const session_claims *cl)
+{
+    gateway *gw = w->gw;
+    mcp_stream *s = calloc(1, sizeof *s);
+    if (s) s->up = calloc(gw->cfg->n_servers ? gw->cfg->n_servers : 1, sizeof *s->up);
+    if (!s || !s->up) {
+        if (s) free(s);
+        mcp_reply_error(w, req, 500, NULL, JR_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    s->w = w;
+    s->req = req;
+    s->token = ((uint64_t)(w->idx + 1) << 48) | ++w->next_stream;
+    snprintf(s->sid, sizeof s->sid, "%s", sid);
+    streams_new_id(w, 'g', s->id);
+    s->next = w->streams;
+    if (w->streams) w->streams->prev = s;
+    w->streams = s;
+    w->n_streams++;
+    __atomic_add_fetch(&gw->n_sse, 1, __ATOMIC_RELAXED);
+    req->ud = s;
+    req->on_abort = stream_abort;
+
+    char extra[768];
+    mcp_extra_headers(w, req, extra, sizeof extra, NULL);
+    strncat(extra, "Cache-Control: no-cache\r\n", sizeof extra - strlen(extra) - 1);
+    http_stream_begin(req, 200, extra, "text/event-stream");
+    buf b;
+    buf_init(&b, (size_t)SESSION_EVENT_BYTES * 2);
+    if (cl->proto >= 2)   /* 2025-11-25: prime the client with an id to resume from, and a retry */
+        buf_printf(&b, "id: %s/0\nretry: 1000\ndata: \n\n", s->id);
+    else
+        buf_appends(&b, ": stream open\n\n");
+    const char *last = http_req_header(req, "last-event-id");
+    char stream[24];
+    uint64_t seq;
+    if (last && parse_event_id(last, stream, &seq) == 0) {
+        size_t n = session_event_replay(gw->sessions, sid, stream, seq, &b);
+        log_debug("session", "resuming stream %s after %llu: %zu event(s) replayed", stream, (unsigned long long)seq, n);
+    }
+    http_stream_write(req, b.data, b.len);
+    buf_free(&b);
+    session_set_get(gw->sessions, sid, w->idx, s->token);
+    for (size_t i = 0; i < gw->cfg->n_servers; i++) open_upstream(s, i);
+}
+
+/* ---- cross-loop delivery ------------------------------------------------------------------------- */
+
+static void post(gateway *gw, int wi, uint64_t token, long server, const char *data, size_t len)
+{
+    if (wi < 0 || wi >= gw->n_workers) return;
+    worker *w = &gw->workers[wi];
+    inbox_msg *m = malloc(sizeof *m + len);
+    if (!m) return;
+    m->next = NULL;
+    m->token = token;
+    m->server = server;
+    m->len = len;
+    if (len) memcpy(m->data, data, len);
+    pthread_mutex_lock(&w->inbox_lock);
+    inbox_msg **pp = &w->inbox;
+    size_t depth = 0;
+    while (*pp) { pp = &(*pp)->next; depth++; }
+    if (depth < 100000) *pp = m; else { free(m); m = NULL; }
+    pthread_mutex_unlock(&w->inbox_lock);
+    if (m) uv_async_send(&w->wake);
+}
+
+void streams_deliver(gateway *gw, int wi, uint64_t token, const char *frame, size_t len)
+{
+    post(gw, wi, token, -1, frame, len);
+}
+
+void streams_open_upstream(gateway *gw, int wi, uint64_t token, size_t server)
+{
+    post(gw, wi, token, (long)server, NULL, 0);
+}
+
+void streams_on_wake(worker *w)
+{
+    pthread_mutex_lock(&w->inbox_lock);
+    inbox_msg *m = w->inbox;
+    w->inbox = NULL;
+    pthread_mutex_unlock(&w->inbox_lock);
+    while (m) {
+        inbox_msg *n = m->next;
+        mcp_stream *s = find_token(w, m->token);
+        if (s && m->server >= 0) open_upstream(s, (size_t)m->server);
+        else if (s) http_stream_write(s->req, m->data, m->len);
+        free(m);
+        m = n;
+    }
+}
+
+/* ---- every stream of the loop ------------------------------------------------------------------------ */
+
+void streams_broadcast(worker *w, const char *frame, size_t len)
+{
+    for (mcp_stream *s = w->streams, *next; s; s = next) {
+        next = s->next;   /* a failed write closes the stream (later, from the loop) */
+        http_stream_write(s->req, frame, len);
+    }
+}
+
+void streams_keepalive(worker *w) { streams_broadcast(w, ": keep-alive\n\n", 14); }
+
+static void stream_end(mcp_stream *s)
+{
+    http_req *r = s->req;
+    r->on_abort = NULL;
+    stream_unlink(s);
+    stream_free(s);
+    http_stream_end(r);
+}
+
+void streams_close_session(worker *w, const char *sid)
+{
+    for (mcp_stream *s = w->streams, *n; s; s = n) {
+        n = s->next;
+        if (strcmp(s->sid, sid) == 0) stream_end(s);
+    }
+}
+
+void streams_close_all(worker *w)
+{
+    while (w->streams) stream_end(w->streams);
+}
