@@ -164,6 +164,27 @@ static long proc_status_kb(pid_t pid, const char *key)
     return v;
 }
 
+/* Busy seconds of each CPU (user, nice, system, irq, softirq, steal) from /proc/stat. */
+#define MAX_CPUS 64
+static int proc_cpus_busy(double *busy)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    char line[512];
+    int n = 0;
+    double tck = (double)sysconf(_SC_CLK_TCK);
+    while (fgets(line, sizeof line, f) && n < MAX_CPUS) {
+        if (strncmp(line, "cpu", 3) || line[3] < '0' || line[3] > '9') continue;
+        unsigned long long v[8] = {0};
+        int cpu;
+        if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &cpu, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                   &v[6], &v[7]) < 9 || cpu != n) break;
+        busy[n++] = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / tck;
+    }
+    fclose(f);
+    return n;
+}
+
 static double self_cpu_s(void)
 {
     struct rusage ru;
@@ -526,6 +547,8 @@ static void conn_close(conn *c)
 static uint64_t t_start, win_start, win_end, t_stop;
 static int      in_window, window_done, stopping;
 static double   cpu0[MAX_PIDS], cpu1[MAX_PIDS], self0, self1;
+static double   sys0[MAX_CPUS], sys1[MAX_CPUS];
+static int      n_sys;
 static long     win_calls, win_errors;
 static long     sessions_wanted, sessions_started, sessions_done, sessions_err;
 static long     streams_open, streams_failed, streams_notified;
@@ -551,6 +574,7 @@ static void window_begin(uint64_t t)
     win_start = t;
     for (int i = 0; i < O.n_cpu; i++) cpu0[i] = proc_cpu_s(O.cpu_pid[i]);
     self0 = self_cpu_s();
+    n_sys = proc_cpus_busy(sys0);
     n_lat = 0;
     win_calls = 0;
     win_errors = errors;
@@ -564,6 +588,7 @@ static void window_finish(uint64_t t)
     win_end = t;
     for (int i = 0; i < O.n_cpu; i++) cpu1[i] = proc_cpu_s(O.cpu_pid[i]);
     self1 = self_cpu_s();
+    proc_cpus_busy(sys1);
     win_errors = errors - win_errors;
 }
 
@@ -945,6 +970,11 @@ static void print_cpu(double calls)
     }
     double ss = self1 - self0;
     printf("%s\"loadgen\":{\"cpu_s\":%.3f,\"us_per_call\":%.2f}}", O.n_cpu ? "," : "", ss, calls > 0 ? ss * 1e6 / calls : 0.0);
+    /* how busy each CPU was over the window (everything on it, ours and others') */
+    double secs = (double)(win_end - win_start) / 1e9;
+    printf(",\"cpu_busy\":[");
+    for (int i = 0; i < n_sys; i++) printf("%s%.3f", i ? "," : "", secs > 0 ? (sys1[i] - sys0[i]) / secs : 0.0);
+    printf("]");
 }
 
 static void run_load(void)

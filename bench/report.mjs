@@ -17,7 +17,15 @@ const r3 = (x) => (x == null ? null : Math.round(x * 1000) / 1000);
 
 const machine = { ...one("machine"), ...(one("machine_end") || {}) };
 const names = ["direct", "nginx", "gateway", "gateway_w2", "gateway_auth", "peer_mcp-proxy", "peer_supergateway"];
-const tp = {}, cpu = {}, backendCpu = {}, loadgenCpu = {}, errors = {}, closedLat = {};
+const tp = {}, cpu = {}, backendCpu = {}, loadgenCpu = {}, errors = {}, closedLat = {}, foreign = {};
+// share of the proxy's CPU and of the client CPU used by other processes (a shared machine)
+const otherLoad = (r) => {
+  const b = r.cpu_busy || [], secs = r.seconds || 1;
+  const own0 = (r.cpu?.proxy?.cpu_s || 0) / secs;
+  const own1 = ((r.cpu?.backend?.cpu_s || 0) + (r.cpu?.loadgen?.cpu_s || 0)) / secs;
+  return { proxy_cpu: b[machine.proxy_cpu] != null ? Math.max(0, b[machine.proxy_cpu] - own0) : null,
+           client_cpu: b[machine.client_cpu] != null ? Math.max(0, b[machine.client_cpu] - own1) : null };
+};
 for (const n of names) {
   const runs = all(`tp.${n}`);
   if (!runs.length) continue;
@@ -27,11 +35,18 @@ for (const n of names) {
   loadgenCpu[n] = median(runs.map((r) => r.cpu?.loadgen?.us_per_call));
   errors[n] = runs.reduce((a, r) => a + r.errors, 0);
   closedLat[n] = { p50: median(runs.map((r) => r.p50_us)), p99: median(runs.map((r) => r.p99_us)) };
+  foreign[n] = { proxy_cpu: r3(median(runs.map((r) => otherLoad(r).proxy_cpu))), client_cpu: r3(median(runs.map((r) => otherLoad(r).client_cpu))) };
 }
 const lat = {};
 for (const n of names) {
-  const l = one(`lat.${n}`);
-  if (l) lat[n] = { p50: l.p50_us, p99: l.p99_us, p999: l.p999_us, rate: l.target_rate, achieved: l.rps, errors: l.errors, dropped: l.dropped };
+  const ls = all(`lat.${n}`);
+  if (ls.length) lat[n] = {
+    p50: median(ls.map((l) => l.p50_us)), p99: median(ls.map((l) => l.p99_us)), p999: median(ls.map((l) => l.p999_us)),
+    rate: ls[0].target_rate, achieved: median(ls.map((l) => l.rps)), errors: ls.reduce((a, l) => a + l.errors, 0), reps: ls.length,
+    overloaded: ls.filter((l) => l.rps < 0.98 * l.target_rate).length,
+    other_load_proxy_cpu: r3(median(ls.map((l) => otherLoad(l).proxy_cpu))),
+    runs: ls.map((l) => ({ p50: l.p50_us, p99: l.p99_us, achieved: l.rps })),
+  };
 }
 const mem = {};
 for (const n of [...names, "gateway_mem"]) { const m = one(`mem.${n}`); if (m) mem[n] = m; }
@@ -39,6 +54,7 @@ const peers = names.filter((n) => n.startsWith("peer_") && tp[n] != null);
 const bestPeer = peers.sort((a, b) => tp[b] - tp[a])[0];
 const peerName = bestPeer ? bestPeer.slice(5) : null;
 const sessions = one("sessions"), sse = one("sse"), startup = one("startup"), jwt = one("jwt");
+const startupExample = one("startup_example"), startupNginx = one("startup_nginx");
 const fanCold = one("fanout_cold"), fanCached1 = one("fanout_cached_1"), fanCached = one("fanout_cached");
 const rate = one("rate");
 const ratio = (a, b) => (a != null && b ? r3(a / b) : null);
@@ -91,7 +107,9 @@ const out = {
     how: "cold = jwt_verify() of src/jwt.h (libgw.a); cached = auth_check's hit path replicated (SHA-256 of the token, slot, memcmp, exp); gateway_auth_overhead_per_call = gateway_auth - gateway CPU µs per call",
   },
   startup_ms: startup?.connect_ms_median,
-  startup: startup && { first_connection_ms: startup.connect_ms_median, first_healthz_ms: startup.healthz_ms_median, runs: startup.runs },
+  startup: startup && { first_connection_ms: startup.connect_ms_median, first_healthz_ms: startup.healthz_ms_median, runs: startup.runs,
+    baseline_example_server_ms: startupExample?.connect_ms_median, baseline_nginx_ms: startupNginx?.connect_ms_median,
+    all_ms: startup.connect_ms },
   fanout: fanCold && {
     upstreams: 10,
     cold_all_ms: fanCold.all_expected_ms,
@@ -102,6 +120,7 @@ const out = {
   },
   peak_rss_kb: Object.fromEntries(Object.entries(mem).map(([k, v]) => [k, v.hwm_kb])),
   errors,
+  other_load: foreign,
   wrk_rps: Object.fromEntries(["direct", "nginx", "gateway"].filter((n) => one(`wrk.${n}`)).map((n) => [n, one(`wrk.${n}`).rps])),
   ratios: {
     gateway_over_nginx_rps: ratio(tp.gateway, tp.nginx),
@@ -145,20 +164,23 @@ const label = {
   direct: "direct (no proxy)", nginx: "nginx proxy_pass", gateway: "gateway --workers 1", gateway_w2: "gateway --workers 2",
   gateway_auth: "gateway + JWT auth", "peer_mcp-proxy": "peer mcp-proxy*", peer_supergateway: "peer supergateway*",
 };
-const W = [22, 10, 8, 8, 10, 10, 10, 9, 9, 9, 9];
+const W = [22, 10, 8, 8, 10, 10, 10, 9, 9, 9, 7, 7];
 const row = (cells) => cells.map((c, i) => pad(c, W[i], i === 0)).join(" ");
 const p = [];
 p.push(`mcp-gateway benchmark (${machine.mode}) — ${machine.nproc} × ${machine.cpu_model}, proxy on cpu ${machine.proxy_cpu}, ` +
        `loadgen + backend on cpu ${machine.client_cpu}; ${machine.conns} connections, ${machine.duration_s} s × ${machine.reps} (median); ` +
        `load average ${machine.loadavg_start} → ${machine.loadavg_end}`);
 p.push("");
-p.push(row(["tools/call echo", "calls/s", "/nginx", "/direct", "proxy µs", "backend µs", "loadgen µs", "p50 µs", "p99 µs", "peak RSS", "errors"]));
-p.push(row(["", "", "", "", "CPU/call", "CPU/call", "CPU/call", "@rate", "@rate", "MiB", ""]));
+p.push(row(["tools/call echo", "calls/s", "/nginx", "/direct", "proxy µs", "backend µs", "loadgen µs", "p50 µs", "p99 µs", "peak RSS", "errors", "other"]));
+p.push(row(["", "", "", "", "CPU/call", "CPU/call", "CPU/call", "@rate", "@rate", "MiB", "", "load"]));
 for (const n of names) {
   if (tp[n] == null) continue;
   p.push(row([label[n], f(tp[n]), f(ratio(tp[n], tp.nginx), 2), f(ratio(tp[n], tp.direct), 2), f(cpu[n], 1), f(backendCpu[n], 1),
-              f(loadgenCpu[n], 1), f(lat[n]?.p50), f(lat[n]?.p99), mem[n] ? f(mem[n].hwm_kb / 1024, 1) : "-", f(errors[n])]));
+              f(loadgenCpu[n], 1), f(lat[n]?.p50) + (lat[n]?.overloaded ? "!" : ""), f(lat[n]?.p99), mem[n] ? f(mem[n].hwm_kb / 1024, 1) : "-",
+              f(errors[n]), foreign[n]?.proxy_cpu == null ? "-" : f(foreign[n].proxy_cpu * 100) + "%"]));
 }
+p.push(`"other load": share of the proxy's cpu ${machine.proxy_cpu} used by processes outside the benchmark during the run (median); ` +
+       `"!": the fixed rate was not sustained in some repetition (the latency then includes queueing).`);
 p.push(`* peers front a stdio backend (bench/stdio-echo); "backend µs" there is only what the HTTP backend spent (none). ` +
        `Latency at ${f(rate?.rate)} calls/s (half the gateway's peak; peers at half their own), 64 connections, open loop.`);
 p.push("");
@@ -178,7 +200,8 @@ if (sse) p.push(`SSE: ${f(sse.opened)} GET streams open (${sse.failed} failed), 
 if (out.fanout) p.push(`fan-out, tools/list over 10 upstreams (one slow): cold ${f(out.fanout.cold_fast9_ms, 1)} ms for the 9 fast, ` +
                        `${f(out.fanout.cold_all_ms, 1)} ms with the slow one; cached ${f(out.fanout.cached_cpu_us, 1)} µs gateway CPU per list, ` +
                        `p50 ${f(out.fanout.cached_p50_us_1conn, 1)} µs on one connection, ${f(out.fanout.cached_rps)} lists/s`);
-if (startup) p.push(`start-up: first accepted connection ${f(startup.connect_ms_median, 2)} ms, first /healthz answer ${f(startup.healthz_ms_median, 2)} ms (median of ${startup.runs})`);
+if (startup) p.push(`start-up: first accepted connection ${f(startup.connect_ms_median, 2)} ms, first /healthz answer ${f(startup.healthz_ms_median, 2)} ms (median of ${startup.runs}); ` +
+                    `same measure for build/mcp-example-server ${f(startupExample?.connect_ms_median, 2)} ms, nginx ${f(startupNginx?.connect_ms_median, 2)} ms`);
 if (jwt) p.push(`JWT verify (src/jwt.h): RS256 ${f(jwt.rs256_cold, 1)} µs cold / ${f(jwt.rs256_cached, 2)} µs cached, ES256 ${f(jwt.es256_cold, 1)} / ${f(jwt.es256_cached, 2)}, ` +
                 `EdDSA ${f(jwt.eddsa_cold, 1)} / ${f(jwt.eddsa_cached, 2)}; in the gateway auth adds ${f(out.jwt_us.gateway_auth_overhead_per_call, 1)} µs CPU per call`);
 if (Object.keys(out.wrk_rps).length) p.push("wrk cross-check (one session, 5 s): " + Object.entries(out.wrk_rps).map(([k, v]) => `${k} ${f(v)}/s`).join(", "));

@@ -31,9 +31,9 @@ if [ "$NPROC" -lt 2 ]; then PROXY_CPU=0; CLIENT_CPU=0; fi
 BACKEND_CPU=$CLIENT_CPU
 
 if [ "$MODE" = full ]; then
-    DUR=10; WARM=1; REPS=3; RATE_DUR=10; STARTUP_RUNS=20; FANOUT_RUNS=3; JWT_S=4; WRK=1
+    DUR=10; WARM=1; REPS=3; RATE_DUR=6; RATE_REPS=3; STARTUP_RUNS=20; FANOUT_RUNS=3; JWT_S=4; WRK=1
 else
-    DUR=2; WARM=0.5; REPS=1; RATE_DUR=2; STARTUP_RUNS=5; FANOUT_RUNS=1; JWT_S=1; WRK=0
+    DUR=2; WARM=0.5; REPS=1; RATE_DUR=2; RATE_REPS=1; STARTUP_RUNS=5; FANOUT_RUNS=1; JWT_S=1; WRK=0
 fi
 CONNS=${BENCH_CONNS:-32}
 SESSIONS=${BENCH_SESSIONS:-20000}
@@ -187,7 +187,7 @@ nginx_conf "$TMP/nginx-aux" "  types { application/json json; }
   server {
     listen 127.0.0.1:$P_SLOW;
     location / {
-      proxy_pass $BACKEND_URL;
+      proxy_pass http://127.0.0.1:$P_BACKEND;
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";
       proxy_buffering off;
@@ -310,15 +310,18 @@ done
 GW_PEAK=$(grep '"key":"tp.gateway"' "$RAW" | sed -n 's/.*"rps":\([0-9.]*\).*/\1/p' | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
 RATE=$(awk -v p="$GW_PEAK" 'BEGIN{r=int(p/2); if (r<100) r=100; print r}')
 record rate "{\"rate\":$RATE,\"gateway_peak\":$GW_PEAK}"
-for c in "${CONTENDERS[@]}"; do
-    IFS='|' read -r name port tool pid <<<"$c"
-    r=$RATE
-    case "$name" in peer_*) r=$(awk -v p="${PEAK[$name]}" 'BEGIN{r=int(p/2); if (r<10) r=10; print r}') ;; esac
-    [ "$MODE" = quick ] && case "$name" in peer_*|gateway_w2) continue ;; esac
-    out=$(loadgen "$name" "$port" "$tool" "$pid" --mode rate --rate "$r" --conns 64 --duration "$RATE_DUR" --warmup "$WARM") ||
-        die "loadgen (rate) failed against $name"
-    record "lat.$name" "$out"
-    log "latency $name at $r/s: p50 $(sed -n 's/.*"p50_us":\([0-9.]*\).*/\1/p' <<<"$out") µs, p99 $(sed -n 's/.*"p99_us":\([0-9.]*\).*/\1/p' <<<"$out") µs"
+for rep in $(seq "$RATE_REPS"); do
+    for c in "${CONTENDERS[@]}"; do
+        IFS='|' read -r name port tool pid <<<"$c"
+        r=$RATE
+        case "$name" in peer_*) r=$(awk -v p="${PEAK[$name]}" 'BEGIN{r=int(p/2); if (r<10) r=10; print r}') ;; esac
+        # the peers and --workers 2: once, in the full run only
+        case "$name" in peer_*|gateway_w2) [ "$MODE" = quick ] || [ "$rep" -gt 1 ] && continue ;; esac
+        out=$(loadgen "$name" "$port" "$tool" "$pid" --mode rate --rate "$r" --conns 64 --duration "$RATE_DUR" --warmup "$WARM") ||
+            die "loadgen (rate) failed against $name"
+        record "lat.$name" "$out"
+        log "latency $name at $r/s (rep $rep/$RATE_REPS): p50 $(sed -n 's/.*"p50_us":\([0-9.]*\).*/\1/p' <<<"$out") µs, p99 $(sed -n 's/.*"p99_us":\([0-9.]*\).*/\1/p' <<<"$out") µs, achieved $(sed -n 's/.*"rps":\([0-9.]*\).*/\1/p' <<<"$out")/s"
+    done
 done
 
 # peak RSS of the proxies after the load
@@ -374,6 +377,16 @@ out=$("$LG" --mode startup --port "$P_GWS" --runs "$STARTUP_RUNS" --cpu "$PROXY_
       2>>"$TMP/logs/loadgen.log") || die "loadgen (startup) failed"
 record startup "$out"
 log "start-up: $(sed -n 's/.*"connect_ms_median":\([0-9.]*\),"healthz_ms_median":\([0-9.]*\).*/first connection \1 ms, first answer \2 ms (medians)/p' <<<"$out")"
+# the same measure for two baselines on this machine: the example server (the same shared
+# libraries, no configuration, no threads) and nginx
+out=$("$LG" --mode startup --port "$P_GWS" --runs "$STARTUP_RUNS" --cpu "$PROXY_CPU" --log "$TMP/logs/startup-example.log" -- \
+      "$BIN/mcp-example-server" --port "$P_GWS" 2>>"$TMP/logs/loadgen.log") || die "loadgen (startup, example server) failed"
+record startup_example "$out"
+nginx_conf "$TMP/nginx-startup" "  server { listen 127.0.0.1:$P_GWS; location /healthz { return 200 ok; } }"
+out=$("$LG" --mode startup --port "$P_GWS" --runs "$STARTUP_RUNS" --cpu "$PROXY_CPU" --log "$TMP/logs/startup-nginx.log" -- \
+      "$NGINX" -c "$TMP/nginx-startup/nginx.conf" -e "$TMP/nginx-startup/error.log" 2>>"$TMP/logs/loadgen.log") || die "loadgen (startup, nginx) failed"
+record startup_nginx "$out"
+log "start-up baselines: example server $(sed -n 's/.*"connect_ms_median":\([0-9.]*\).*/\1/p' <<<"$(grep startup_example "$RAW")") ms, nginx $(sed -n 's/.*"connect_ms_median":\([0-9.]*\).*/\1/p' <<<"$out") ms"
 
 # ---- fan-out: tools/list over 10 upstreams (9 example servers, 1 behind nginx limit_rate 2k) -----------------
 {
@@ -390,7 +403,7 @@ log "start-up: $(sed -n 's/.*"connect_ms_median":\([0-9.]*\),"healthz_ms_median"
 for i in $(seq 0 8); do eval "wait_port \$P_F$i \$FPID_$i fanout-$i"; done
 EXPECT=$(seq 0 9 | sed 's/^/f/; s/$/_echo/' | paste -sd,)
 pick_port P_GWF
-out=$("$LG" --mode startup --port "$P_GWF" --runs "$FANOUT_RUNS" --cpu "$PROXY_CPU" --expect "$EXPECT" --timeout 30 \
+out=$("$LG" --mode startup --port "$P_GWF" --runs "$FANOUT_RUNS" --cpu "$PROXY_CPU" --expect "$EXPECT" --timeout 15 \
       --log "$TMP/logs/fanout-cold.log" -- "$BIN/mcp-gateway" --mcp-gateway-config "$TMP/gateway-fanout.yaml" \
       --mcp-broker-public-address "127.0.0.1:$P_GWF" --workers 1 2>>"$TMP/logs/loadgen.log") || die "loadgen (fan-out cold) failed"
 record fanout_cold "$out"
