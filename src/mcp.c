@@ -496,7 +496,7 @@ void mcp_broadcast_list_changed(worker *w, int kind)
 {
     static const char *const names[] = {"tools", "prompts", "resources", "resources"};
     char ev[128];
-    int n = snprintf(ev, sizeof ev, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/%s/list_changed\"}\n\n",
+    int n = snprintf(ev, sizeof ev, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/%s/list_changed\"}",
                      names[kind & 3]);
     streams_broadcast(w, ev, (size_t)n);
 }

@@ -364,12 +364,14 @@ void session_event_add(session_table *t, const char *id, const char *stream, uin
     pthread_mutex_unlock(&sh->lock);
 }
 
-size_t session_event_replay(session_table *t, const char *id, const char *stream, uint64_t after, buf *out)
+size_t session_event_replay(session_table *t, const char *id, const char *stream, uint64_t after, buf *out,
+                            int worker, uint64_t token)
 {
     shard *sh;
     sess *s = find(slot(t, id, &sh), id);
     size_t n = 0;
-    for (sev *e = s && !s->revoked ? s->ev_head : NULL; e; e = e->next) {
+    if (s && !s->revoked) { s->get_worker = worker; s->get_token = token; }
+    for (sev *e = s && !s->revoked && stream ? s->ev_head : NULL; e; e = e->next) {
         if (e->seq <= after || strcmp(e->stream, stream) != 0) continue;
         if (buf_printf(out, "id: %s/%llu\ndata: ", e->stream, (unsigned long long)e->seq) ||
             buf_append(out, e->data, e->len) || buf_append(out, "\n\n", 2))

@@ -47,8 +47,11 @@ size_t session_count(session_table *t);
  * place where events of a stream whose client left go next. */
 void   session_event_add(session_table *t, const char *id, const char *stream, uint64_t seq, const char *data,
                          size_t len, int *worker, uint64_t *token);
-/* Appends to out the SSE frames of stream's events after seq; returns how many. */
-size_t session_event_replay(session_table *t, const char *id, const char *stream, uint64_t after, buf *out);
+/* Appends to out the SSE frames of stream's events after seq (none when stream is NULL) and, in
+ * the same critical section, makes (worker, token) the session's GET stream: an event stored
+ * later is delivered there, none is lost or sent twice. Returns how many were replayed. */
+size_t session_event_replay(session_table *t, const char *id, const char *stream, uint64_t after, buf *out,
+                            int worker, uint64_t token);
 /* The session's current GET stream (one: the spec forbids sending a message on several). */
 void   session_set_get(session_table *t, const char *id, int worker, uint64_t token);
 void   session_clear_get(session_table *t, const char *id, uint64_t token);   /* only if still that one */

@@ -236,14 +236,12 @@ void streams_open(worker *w, http_req *req, const char *sid, const session_claim
         buf_appends(&b, ": stream open\n\n");
     const char *last = http_req_header(req, "last-event-id");
     char stream[24];
-    uint64_t seq;
-    if (last && parse_event_id(last, stream, &seq) == 0) {
-        size_t n = session_event_replay(gw->sessions, sid, stream, seq, &b);
-        log_debug("session", "resuming stream %s after %llu: %zu event(s) replayed", stream, (unsigned long long)seq, n);
-    }
+    uint64_t seq = 0;
+    int resume = last && parse_event_id(last, stream, &seq) == 0;
+    size_t n = session_event_replay(gw->sessions, sid, resume ? stream : NULL, seq, &b, w->idx, s->token);
+    if (resume) log_debug("session", "resuming stream %s after %llu: %zu event(s) replayed", stream, (unsigned long long)seq, n);
     http_stream_write(req, b.data, b.len);
     buf_free(&b);
-    session_set_get(gw->sessions, sid, w->idx, s->token);
     for (size_t i = 0; i < gw->cfg->n_servers; i++) open_upstream(s, i);
 }
 
@@ -297,15 +295,21 @@ void streams_on_wake(worker *w)
 
 /* ---- every stream of the loop ------------------------------------------------------------------------ */
 
-void streams_broadcast(worker *w, const char *frame, size_t len)
+void streams_broadcast(worker *w, const char *json, size_t len)
 {
     for (mcp_stream *s = w->streams, *next; s; s = next) {
         next = s->next;   /* a failed write closes the stream (later, from the loop) */
-        http_stream_write(s->req, frame, len);
+        stream_send(s, json, len);
     }
 }
 
-void streams_keepalive(worker *w) { streams_broadcast(w, ": keep-alive\n\n", 14); }
+void streams_keepalive(worker *w)
+{
+    for (mcp_stream *s = w->streams, *next; s; s = next) {
+        next = s->next;
+        http_stream_write(s->req, ": keep-alive\n\n", 14);
+    }
+}
 
 static void stream_end(mcp_stream *s)
 {

@@ -23,7 +23,7 @@ void streams_open_upstream(gateway *gw, int wi, uint64_t token, size_t server);
 /* The inbox, on the worker's loop (called from its uv_async). */
 void streams_on_wake(worker *w);
 
-void streams_broadcast(worker *w, const char *frame, size_t len);   /* every GET stream of the loop */
+void streams_broadcast(worker *w, const char *json, size_t len);   /* one message to every GET stream of the loop */
 void streams_keepalive(worker *w);
 void streams_close_session(worker *w, const char *sid);
 void streams_close_all(worker *w);

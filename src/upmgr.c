@@ -140,7 +140,25 @@ static void on_stream_event(void *ud, const char *event, const char *data, size_
     up_server *s = ud;
     json_t *msg = json_loadb(data, len, 0, NULL);
     const char *method = json_string_value(json_object_get(msg, "method"));
-    if (method && (!strcmp(method, "notifications/tools/list_changed") || !strcmp(method, "notifications/prompts/list_changed") ||
+    json_t *rid = json_object_get(msg, "id");
+    if (method && rid) {
+        /* a request to the gateway's own discovery session (it declared the client features so
+         * that servers list everything): roots are none, the rest is no one's to answer here */
+        json_t *ans = !strcmp(method, "roots/list")
+            ? json_pack("{s:s,s:O,s:{s:[]}}", "jsonrpc", "2.0", "id", rid, "result", "roots")
+            : json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", rid, "error", "code", -32601, "message",
+                        "the gateway's discovery session has no user to ask");
+        char *body = json_dumps(ans, JSON_COMPACT);
+        json_decref(ans);
+        up_req r;
+        base_req(s, &r, rpc_timeout(s));
+        r.method = "POST";
+        r.body = body;
+        r.body_len = body ? strlen(body) : 0;
+        static const up_callbacks none = {NULL, NULL, NULL};
+        if (body) upclient_send(s->m->up, &r, &none, NULL);
+        free(body);
+    } else if (method && (!strcmp(method, "notifications/tools/list_changed") || !strcmp(method, "notifications/prompts/list_changed") ||
                    !strcmp(method, "notifications/resources/list_changed"))) {
         log_info(s->cfg->name, "%s: listing again", method + 14);
         if (s->phase == PH_READY && !s->rpc) { s->phase = PH_LIST; server_step(s); }
@@ -291,7 +309,11 @@ static void server_step(up_server *s)
         r.session_id = NULL;
         r.protocol_version = NULL;
         s->rpc = up_rpc_send(s->m->up, &r, "initialize",
-                             json_pack("{s:s,s:{},s:{s:s,s:s}}", "protocolVersion", "2025-11-25", "capabilities",
+                             /* every client feature, so that servers that register tools by the
+                              * client's capabilities (server-everything) list them all; calls
+                              * go through sessions initialized with each client's own */
+                             json_pack("{s:s,s:{s:{},s:{s:{},s:{}},s:{s:b}},s:{s:s,s:s}}", "protocolVersion", "2025-11-25",
+                                       "capabilities", "sampling", "elicitation", "form", "url", "roots", "listChanged", 0,
                                        "clientInfo", "name", "mcp-gateway", "version", GW_VERSION),
                              ++s->m->next_id, on_init, s);
         break;
