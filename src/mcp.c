@@ -308,8 +308,7 @@ static void do_set_level(worker *w, http_req *req, jr_msg *m, const char *sid)
         return;
     }
     session_set_level(w->gw->sessions, sid, levels[i]);
-    relay_set_level_all(w, sid, levels[i]);
-    reply_result(w, req, m->id, "{}", 2, NULL);
+    relay_set_level_all(w, req, m->id, sid, levels[i]);   /* answers when the upstreams have it */
 }
 
 static void do_request(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl)

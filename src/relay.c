@@ -285,26 +285,70 @@ static void split_up_sid(relay *r)
 
 static void ignore_answer(void *ud, json_t *resp, const char *err, long status, const char *sid) {}
 
-/* Fire and forget: logging/setLevel to one upstream session. */
-static void send_level(worker *w, size_t server, const char *version, const char *up_session, const char *level)
+/* logging/setLevel to one upstream session; fn gets the answer (or ignore_answer). */
+static up_rpc *send_level(worker *w, size_t server, const char *version, const char *up_session, const char *level,
+                          up_rpc_fn fn, void *ud)
 {
     const gw_server_cfg *srv = &w->gw->cfg->servers[server];
     up_req u = {.url = srv->url, .session_id = up_session, .protocol_version = version,
                 .authorization = srv->credential, .ca_pem = srv->ca_cert ? srv->ca_cert : w->gw->cfg->gateway_ca_pem,
                 .timeout_ms = w->gw->cfg->upstream_timeout_ms, .max_body = 1 << 20};
-    up_rpc_send(w->up, &u, "logging/setLevel", json_pack("{s:s}", "level", level), ++w->next_up_id, ignore_answer, NULL);
+    return up_rpc_send(w->up, &u, "logging/setLevel", json_pack("{s:s}", "level", level), ++w->next_up_id, fn, ud);
 }
 
-void relay_set_level_all(worker *w, const char *gw_sid, const char *level)
+/* logging/setLevel answered once every upstream session of the client's session has it, so
+ * that a call right after already runs at the new level. */
+typedef struct level_fanout {
+    worker   *w;
+    http_req *req;       /* NULL once the client is gone */
+    json_t   *id;
+    int       pending;
+} level_fanout;
+
+static void level_finish(level_fanout *lf)
 {
+    if (lf->req) {
+        lf->req->on_abort = NULL;
+        char *ids = json_dumps(lf->id, JSON_ENCODE_ANY | JSON_COMPACT);
+        char body[400];
+        int n = snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}", ids ? ids : "null");
+        free(ids);
+        mcp_reply(lf->w, lf->req, 200, "application/json", body, (size_t)n, NULL);
+    }
+    json_decref(lf->id);
+    free(lf);
+}
+
+static void level_answer(void *ud, json_t *resp, const char *err, long status, const char *sid)
+{
+    level_fanout *lf = ud;
+    if (--lf->pending == 0) level_finish(lf);
+}
+
+static void level_abort(http_req *req)
+{
+    ((level_fanout *)req->ud)->req = NULL;
+}
+
+void relay_set_level_all(worker *w, http_req *req, json_t *id, const char *gw_sid, const char *level)
+{
+    level_fanout *lf = calloc(1, sizeof *lf);
+    if (!lf) { mcp_reply_error(w, req, 500, id, JR_INTERNAL_ERROR, "out of memory"); return; }
+    lf->w = w;
+    lf->req = req;
+    lf->id = json_incref(id);
+    lf->pending = 1;   /* held until every send is out */
+    req->ud = lf;
+    req->on_abort = level_abort;
     for (size_t i = 0; i < w->gw->cfg->n_servers; i++) {
         char stored[192];
         if (session_get_upstream(w->gw->sessions, gw_sid, i, stored, sizeof stored) != 0) continue;
         char *sp = strchr(stored, ' ');
         if (!sp) continue;
         *sp = '\0';
-        send_level(w, i, stored, sp[1] ? sp + 1 : NULL, level);
+        if (send_level(w, i, stored, sp[1] ? sp + 1 : NULL, level, level_answer, lf)) lf->pending++;
     }
+    if (--lf->pending == 0) level_finish(lf);
 }
 
 static void on_notified(void *ud, json_t *resp, const char *err, long status, const char *sid)
@@ -320,7 +364,7 @@ static void on_notified(void *ud, json_t *resp, const char *err, long status, co
     session_set_upstream(r->w->gw->sessions, r->gw_sid, r->server, stored);
     char level[16];
     if (session_get_level(r->w->gw->sessions, r->gw_sid, level, sizeof level) == 0)
-        send_level(r->w, r->server, r->up_version, r->up_session, level);
+        send_level(r->w, r->server, r->up_version, r->up_session, level, ignore_answer, NULL);
     int wi;
     uint64_t tok;   /* the session's GET stream relays this upstream's own stream from now on */
     if (r->up_session && session_get_get(r->w->gw->sessions, r->gw_sid, &wi, &tok) == 0)

@@ -14,6 +14,7 @@ void relay_send_upstream(worker *w, const char *gw_sid, size_t server, json_t *m
 int  relay_client_response(worker *w, const char *gw_sid, json_t *msg);
 /* notifications/cancelled for a request of this session in flight upstream. */
 void relay_client_cancel(worker *w, const char *gw_sid, json_t *msg);
-/* Sends logging/setLevel to every upstream session this gateway session has (nobody waits). */
-void relay_set_level_all(worker *w, const char *gw_sid, const char *level);
+/* Sends logging/setLevel to every upstream session this gateway session has and answers req
+ * (id) once all have answered. */
+void relay_set_level_all(worker *w, http_req *req, json_t *id, const char *gw_sid, const char *level);
 #endif
