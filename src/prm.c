@@ -10,7 +10,7 @@ static char  *url;       /* where the resource's metadata lives */
 static const char cors[] =
     "Access-Control-Allow-Origin: *\r\n"
     "Access-Control-Allow-Methods: GET, POST, PUT, DELETE, OPTIONS, HEAD\r\n"
-    "Access-Control-Allow-Headers: Content-Type, Authorization, Accept, Origin, X-Requested-With\r\n"
+    "Access-Control-Allow-Headers: Content-Type, Authorization, Accept, Origin, X-Requested-With, MCP-Protocol-Version\r\n"
     "Access-Control-Max-Age: 3600\r\n";
 
 static void str_array(buf *b, const gw_strlist *l, const char *dflt)

@@ -5,10 +5,12 @@
 //   issuer    http://127.0.0.1:8002/realms/mcp   (<issuer>/.well-known/openid-configuration works, Keycloak style;
 //             so do the RFC 8414 forms /.well-known/oauth-authorization-server/realms/mcp and
 //             <issuer>/.well-known/oauth-authorization-server)
-//   user      mcp / mcp   groups mcp-users, accounting, engineering; client roles in resource_access
+//   users     mcp / mcp   groups mcp-users, accounting, engineering; client roles in resource_access
+//             dev / dev   groups mcp-users, engineering; realm role developer; other client roles
 //   tokens    JWT access tokens (typ at+jwt) with aud = the RFC 8707 resource, 30 minutes
 //   clients   anonymous dynamic client registration at <issuer>/clients-registrations/openid-connect; authorization code + PKCE S256;
-//             client_credentials for gw-test / gw-test-secret (and gw-test-post, gw-test-2; see README.md)
+//             client_credentials for gw-test / gw-test-secret (user mcp's claims), gw-dev / gw-dev-secret (user dev's)
+//             (and gw-test-post, gw-test-2; see README.md)
 //   login     a real HTML login form (wrong password -> error message); consent is granted automatically
 //
 // Environment (see examples/idp/README.md):
@@ -93,6 +95,21 @@ const USERS = {
       },
     },
   },
+  // a second user for the authorization examples: other groups, a realm role, other client roles
+  dev: {
+    password: "dev",
+    sub: "3f0e9b2a-8d4c-4b7e-a1f6-0c2d9e8b7a02",
+    claims: {
+      preferred_username: "dev", name: "Dev Eloper", given_name: "Dev", family_name: "Eloper",
+      email: "dev@example.com", email_verified: true,
+      groups: ["mcp-users", "engineering"],
+      realm_access: { roles: ["default-roles-mcp", "offline_access", "uma_authorization", "developer"] },
+      resource_access: {
+        "example/server1": { roles: ["tool:echo", "tool:headers"] },
+        "example/server2": { roles: ["tool:greet", "tool:slow"] },
+      },
+    },
+  },
 };
 const BY_SUB = Object.fromEntries(Object.entries(USERS).map(([name, u]) => [u.sub, { name, ...u }]));
 
@@ -104,6 +121,9 @@ const SERVICE_CLIENTS = {
   "gw-test-post": { secret: "gw-test-secret", auth: "client_secret_post",
     claims: { groups: USERS.mcp.claims.groups, resource_access: USERS.mcp.claims.resource_access } },
   "gw-test-2": { secret: "gw-test-2-secret", auth: "client_secret_basic", claims: { groups: [], resource_access: {} } },
+  "gw-dev": { secret: "gw-dev-secret", auth: "client_secret_basic",
+    claims: { groups: USERS.dev.claims.groups, realm_access: USERS.dev.claims.realm_access,
+              resource_access: USERS.dev.claims.resource_access } },
 };
 
 async function findAccount(_ctx, sub) {
@@ -222,7 +242,7 @@ const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "
 const page = (title, body) => `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(title)}</title>
-<style>body{font-family:system-ui,sans-serif;background:#f3f4f6;margin:0}main{max-width:22rem;margin:4rem auto;
+<style>body{font-family:system-ui,sans-serif;background:#f3f4f6;margin:0}main{max-width:22rem;margin:4rem auto;overflow-wrap:anywhere;
 background:#fff;padding:2rem;border-radius:8px;box-shadow:0 1px 4px rgba(0,0,0,.15)}h1{font-size:1.3rem;margin-top:0}
 label{display:block;margin:.8rem 0 .2rem;font-weight:600}input{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem}
 button{margin-top:1.2rem;width:100%;padding:.6rem;font-size:1rem;background:#2563eb;color:#fff;border:0;border-radius:4px;cursor:pointer}
@@ -230,10 +250,15 @@ button{margin-top:1.2rem;width:100%;padding:.6rem;font-size:1rem;background:#256
 .link{background:none;color:#2563eb;width:auto;padding:0;margin-top:.8rem;font-size:.9rem}</style></head>
 <body><main>${body}</main></body></html>`;
 
-function loginPage(uid, details, { error, username = "" } = {}) {
+// The name a client registered with (MCP clients register dynamically), else its id.
+async function clientLabel(clientId) {
+  try { return (await provider.Client.find(String(clientId)))?.clientName || String(clientId); } catch { return String(clientId); }
+}
+
+function loginPage(uid, details, { error, username = "", clientName } = {}) {
   const scopes = String(details.params.scope || "").split(" ").filter(Boolean);
   return page("Sign in to mcp", `<h1>Sign in to realm <em>mcp</em></h1>
-<p class="muted">Application <strong>${esc(details.params.client_id)}</strong> asks for access${
+<p class="muted">Application <strong>${esc(clientName || details.params.client_id)}</strong> asks for access${
     details.params.resource ? ` to <strong>${esc(details.params.resource)}</strong>` : ""}${
     scopes.length ? ` (scopes: ${esc(scopes.join(", "))})` : ""}.</p>
 ${error ? `<p class="error" id="login-error" role="alert">${esc(error)}</p>` : ""}
@@ -245,7 +270,8 @@ ${error ? `<p class="error" id="login-error" role="alert">${esc(error)}</p>` : "
   <button type="submit" id="kc-login">Sign in</button>
 </form>
 <form method="post" action="${esc(`${MOUNT}/interaction/${uid}/abort`)}"><button class="link" type="submit">Cancel</button></form>
-<p class="muted">Development identity provider: user <code>mcp</code>, password <code>mcp</code>.</p>`);
+<p class="muted">Development identity provider: user <code>mcp</code>, password <code>mcp</code>
+(or <code>dev</code> / <code>dev</code>).</p>`);
 }
 
 function readBody(req, limit = 64 * 1024) {
@@ -293,7 +319,7 @@ async function interaction(req, res, rest) {
     if (prompt === "login") {
       if (AUTO_APPROVE)
         return provider.interactionFinished(req, res, { login: { accountId: USERS.mcp.sub } }, { mergeWithLastSubmission: false });
-      return send(res, 200, loginPage(uid, details));
+      return send(res, 200, loginPage(uid, details, { clientName: await clientLabel(details.params.client_id) }));
     }
     if (prompt === "consent") return grantConsent(req, res, details);
     return send(res, 501, page("Error", `<h1>Prompt ${esc(prompt)} is not supported</h1>`));
@@ -305,7 +331,8 @@ async function interaction(req, res, rest) {
     const sha = (v) => crypto.createHash("sha256").update(String(v)).digest();
     if (!user || !crypto.timingSafeEqual(sha(form.get("password") || ""), sha(user.password))) {
       debug("login failed for", JSON.stringify(username));
-      return send(res, 200, loginPage(uid, details, { error: "Invalid username or password.", username }));
+      return send(res, 200, loginPage(uid, details, { error: "Invalid username or password.", username,
+                                                     clientName: await clientLabel(details.params.client_id) }));
     }
     return provider.interactionFinished(req, res, { login: { accountId: user.sub } }, { mergeWithLastSubmission: false });
   }
@@ -366,6 +393,7 @@ const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, "http://idp");
     let p = url.pathname;
     if (p === "/healthz") return send(res, 200, "ok\n", "text/plain");
+    if (p === "/favicon.ico") return send(res, 204, "", "image/x-icon");   // no 404 in the browser's console
     if (TEST_HOOKS && p.startsWith("/admin/")) return await hooks(req, res, url);
     // RFC 8414 section 3 / OIDC path-insertion discovery: /.well-known/<name>/realms/mcp -> /realms/mcp/.well-known/<name>
     const wk = /^\/\.well-known\/(oauth-authorization-server|openid-configuration)(\/.*)$/.exec(p);
@@ -393,7 +421,7 @@ server.on("error", (e) => { console.error(`dev-idp: ${e.message}`); process.exit
 server.listen(PORT, HOST, () => {
   console.error(`dev-idp: issuer ${ISSUER} listening on http://${HOST}:${PORT}` +
     `${AUTO_APPROVE ? " (AUTO_APPROVE: logins as mcp without a page)" : ""}${TEST_HOOKS ? " (test hooks on)" : ""}`);
-  console.error(`dev-idp: discovery ${ISSUER}/.well-known/openid-configuration; user mcp / mcp; ` +
+  console.error(`dev-idp: discovery ${ISSUER}/.well-known/openid-configuration; users mcp / mcp, dev / dev; ` +
     `access tokens ${accessTokenAlg}, ${TOKEN_TTL} s, audience = resource (default ${DEFAULT_RESOURCE})`);
 });
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => { server.close(); process.exit(0); });

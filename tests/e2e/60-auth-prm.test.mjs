@@ -10,7 +10,7 @@ const PATHS = ["/.well-known/oauth-protected-resource", "/.well-known/oauth-prot
 const CORS = {
   "access-control-allow-origin": "*",
   "access-control-allow-methods": "GET, POST, PUT, DELETE, OPTIONS, HEAD",
-  "access-control-allow-headers": "Content-Type, Authorization, Accept, Origin, X-Requested-With",
+  "access-control-allow-headers": "Content-Type, Authorization, Accept, Origin, X-Requested-With, MCP-Protocol-Version",
   "access-control-max-age": "3600",
 };
 // every OAUTH_* variable blank, so a developer's environment cannot leak into the "defaults" gateway

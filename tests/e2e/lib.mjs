@@ -610,11 +610,13 @@ export async function startInspector({ port, serverUrl, token = "e2e-inspector-t
 /**
  * Headless Chromium driven by playwright-core, in a fresh profile (a persistent context on a temp
  * --user-data-dir). Returns the BrowserContext (close() it); its first page is `.pages()[0]`.
+ * Do not route() requests in a context that checks CORS: with interception on, Playwright answers the CORS
+ * preflights itself, allowing everything.
  */
-export async function launchChromium({ userDataDir = tmpDir(), viewport = { width: 1280, height: 800 }, ...opts } = {}) {
+export async function launchChromium({ userDataDir = tmpDir(), viewport = { width: 1280, height: 800 }, extraArgs = [], ...opts } = {}) {
   const { chromium } = await import("playwright-core");
-  return chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS,
-                                                         viewport, ...opts });
+  return chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true,
+                                                         args: [...CHROMIUM_ARGS, ...extraArgs], viewport, ...opts });
 }
 
 /**
