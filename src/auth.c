@@ -1,5 +1,6 @@
 /* auth — bearer token validation and the key sets behind it (see auth.h). */
 #include "auth.h"
+#include "authz.h"
 #include "b64.h"
 #include "buf.h"
 #include "jwt.h"
@@ -61,6 +62,10 @@ int auth_init(gateway *gw)
 {
     const gw_config *cfg = gw->cfg;
     A.gw = gw;
+    if (authz_init(gw) < 0) {   /* authorization (authz.c) starts here too; never serve without it */
+        fputs("mcp-gateway: authorization could not start (see above)\n", stderr);
+        exit(1);
+    }
     A.on = config_auth_on(cfg);
     if (!A.on) return 0;
     const gw_auth_cfg *a = &cfg->auth;
@@ -291,6 +296,7 @@ void auth_stop(void)
 void auth_free(void)
 {
     auth_stop();
+    authz_free();
     for (size_t i = 0; i < A.n_iss; i++) {
         jwks_unref(A.iss[i].keys);
         free(A.iss[i].jwks_uri);
@@ -317,6 +323,7 @@ auth_cache *auth_cache_new(size_t slots)
 static void ident_free(auth_identity *id)
 {
     if (!id) return;
+    authz_ident_free(id->authz);
     json_decref(id->claims);
     free(id);
 }
@@ -331,17 +338,25 @@ void auth_cache_free(auth_cache *c)
 
 /* ---- answers ---------------------------------------------------------------------------------- */
 
-static void deny(worker *w, http_req *req, int status, const char *error, const char *desc)
+static void deny(worker *w, http_req *req, int vs, int status, const char *error, const char *desc)
 {
     char hdr[4096], cors[768];
     buf b = {hdr, 0, sizeof hdr, sizeof hdr - 1};
     if (status == 403)
         buf_printf(&b, "WWW-Authenticate: Bearer error=\"insufficient_scope\", scope=\"");
-    else
+    else if (vs < 0)
         buf_printf(&b, "WWW-Authenticate: %s", A.challenge);
+    else {   /* the path form of a virtual server: its own metadata */
+        buf_printf(&b, "WWW-Authenticate: Bearer resource_metadata=\"%s\"", prm_url_vs(vs));
+        if (A.n_scopes) {
+            buf_appends(&b, ", scope=\"");
+            for (size_t i = 0; i < A.n_scopes; i++) buf_printf(&b, "%s%s", i ? " " : "", A.scopes[i]);
+            buf_appends(&b, "\"");
+        }
+    }
     if (status == 403) {
         for (size_t i = 0; i < A.n_scopes; i++) buf_printf(&b, "%s%s", i ? " " : "", A.scopes[i]);
-        buf_printf(&b, "\", resource_metadata=\"%s\"", prm_url());
+        buf_printf(&b, "\", resource_metadata=\"%s\"", prm_url_vs(vs));
     } else if (error) {
         buf_printf(&b, ", error=\"%s\"", error);
         if (desc) {
@@ -394,15 +409,15 @@ static void copy_claim(json_t *claims, const char *name, char *dst, size_t cap)
     snprintf(dst, cap, "%s", v ? v : "");
 }
 
-const auth_identity *auth_check(worker *w, http_req *req)
+const auth_identity *auth_check(worker *w, http_req *req, int vs)
 {
     const char *h = http_req_header(req, "authorization");
-    if (!h) { deny(w, req, 401, NULL, NULL); return NULL; }
-    if (strncasecmp(h, "Bearer ", 7) != 0) { deny(w, req, 401, "invalid_request", "the Authorization scheme must be Bearer"); return NULL; }
+    if (!h) { deny(w, req, vs, 401, NULL, NULL); return NULL; }
+    if (strncasecmp(h, "Bearer ", 7) != 0) { deny(w, req, vs, 401, "invalid_request", "the Authorization scheme must be Bearer"); return NULL; }
     const char *tok = h + 7;
     while (*tok == ' ') tok++;
     size_t len = strlen(tok);
-    if (!len || len > JWT_MAX_LEN) { deny(w, req, 401, "invalid_token", "malformed token"); return NULL; }
+    if (!len || len > JWT_MAX_LEN) { deny(w, req, vs, 401, "invalid_token", "malformed token"); return NULL; }
 
     uint8_t key[32];
     SHA256((const unsigned char *)tok, len, key);
@@ -422,19 +437,23 @@ const auth_identity *auth_check(worker *w, http_req *req)
             jwks_unref(ks);
             hit->keys_gen = gen;
         }
+        if (ok && hit->aud_vs >= 0 && hit->aud_vs != vs) {   /* issued for another path's resource */
+            deny(w, req, vs, 401, "invalid_token", "the token's audience is another virtual server's endpoint");
+            return NULL;
+        }
         if (ok) return hit;
         ident_free(hit);
         c->e[slot] = NULL;
     }
 
     issuer *is = pick_issuer(tok, len);
-    if (!is) { deny(w, req, 401, "invalid_token", "token issuer is not trusted"); return NULL; }
+    if (!is) { deny(w, req, vs, 401, "invalid_token", "token issuer is not trusted"); return NULL; }
     uint64_t gen = __atomic_load_n(&is->gen, __ATOMIC_ACQUIRE);
     jwk_set *keys = keys_acquire(is);
     if (!keys) {
         __atomic_store_n(&is->want, 1, __ATOMIC_RELEASE);
         uv_async_send(&A.wake);
-        deny(w, req, 401, "invalid_token", "the issuer's signing keys are not loaded yet");
+        deny(w, req, vs, 401, "invalid_token", "the issuer's signing keys are not loaded yet");
         return NULL;
     }
     jwt t;
@@ -453,24 +472,33 @@ const auth_identity *auth_check(worker *w, http_req *req)
     }
     if (rc != JWT_OK) {
         log_debug("auth", "token rejected: %s", err);
-        deny(w, req, 401, "invalid_token", err);
+        deny(w, req, vs, 401, "invalid_token", err);
         return NULL;
     }
     jwt_policy pol = {.issuers = (const char *const *)&is->cfg->issuer_url, .n_issuers = 1, .audiences = A.auds, .n_audiences = A.n_auds,
                       .required_scopes = A.scopes, .n_required_scopes = A.n_scopes, .leeway_s = w->gw->cfg->auth.leeway_s};
     rc = jwt_check_claims(&t, &pol, now, err, sizeof err);
+    int aud_vs = -1;
+    if (rc == JWT_BAD_AUDIENCE && vs >= 0) {
+        /* on /v/<name>/mcp a token issued for that path's own resource URI is good too (there only) */
+        const char *vs_aud = prm_resource_vs(vs);
+        pol.audiences = &vs_aud;
+        pol.n_audiences = 1;
+        if ((rc = jwt_check_claims(&t, &pol, now, err, sizeof err)) == JWT_CLAIMS_OK) aud_vs = vs;
+    }
     if (rc != JWT_CLAIMS_OK) {
         log_debug("auth", "token rejected: %s", err);
         jwt_free(&t);
-        deny(w, req, rc == JWT_INSUFFICIENT_SCOPE ? 403 : 401, "invalid_token", err);
+        deny(w, req, vs, rc == JWT_INSUFFICIENT_SCOPE ? 403 : 401, "invalid_token", err);
         return NULL;
     }
     auth_identity *id = calloc(1, sizeof *id);
-    if (!id) { jwt_free(&t); deny(w, req, 401, "invalid_token", "out of memory"); return NULL; }
+    if (!id) { jwt_free(&t); deny(w, req, vs, 401, "invalid_token", "out of memory"); return NULL; }
     memcpy(id->key, key, sizeof key);
     double exp = json_number_value(json_object_get(t.payload, "exp"));   /* checked present above */
     id->exp = exp > 4e18 ? (int64_t)4e18 : (int64_t)exp;                  /* clamped: no overflow below */
     id->issuer = is;
+    id->aud_vs = aud_vs;
     id->keys_gen = gen;
     snprintf(id->kid, sizeof id->kid, "%s", t.kid);
     id->claims = t.payload;

@@ -24,11 +24,16 @@ typedef struct auth_identity {
     void    *issuer;        /* the issuer whose key verified it */
     uint64_t keys_gen;      /* that issuer's key-set generation when last checked */
     char     kid[128];      /* the key that verified it */
+    int      aud_vs;        /* -1: its audience is the gateway's resource (good on every path);
+                             * else the virtual server whose path-form resource it was issued for
+                             * (good only on /v/<that name>/mcp) */
+    struct authz_ident *authz;  /* authorization's cache for this token (authz.c; this loop's) */
 } auth_identity;
 
 typedef struct auth_cache auth_cache;   /* one per worker: no locks on the hot path */
 
-int  auth_init(gateway *gw);                       /* from the config; 0 when auth is off */
+int  auth_init(gateway *gw);                       /* from the config; 0 when auth is off. Starts
+                                                    * authorization (authz_init) too: exits if it fails */
 void auth_start(gateway *gw, uv_loop_t *ctl_loop); /* begins fetching key sets */
 void auth_stop(void);   /* control loop: stops fetching (keys stay usable) */
 void auth_free(void);   /* after the workers have stopped */
@@ -40,9 +45,12 @@ int  auth_exempt(const gateway *gw, const char *path);
 auth_cache *auth_cache_new(size_t slots);
 void        auth_cache_free(auth_cache *c);
 
-/* Authenticates req. Returns the identity (valid until the next call on this worker's cache),
- * or NULL after answering the request with 401/403. */
-const auth_identity *auth_check(worker *w, http_req *req);
+/* Authenticates req, a request for the endpoint of virtual server vs (the path form
+ * /v/<name>/mcp; -1 for /mcp and every other path): its tokens may also carry that path's own
+ * resource URI as audience. Returns the identity (valid until the next call on this worker's
+ * cache), or NULL after answering the request with 401/403 (the challenge names the metadata of
+ * the path's resource). */
+const auth_identity *auth_check(worker *w, http_req *req, int vs);
 
 /* For tests and /status: how many keys an issuer has now (-1 unknown issuer). */
 long auth_issuer_keys(size_t i);

@@ -5,6 +5,7 @@
  * servers and the gateway CA bundle. Config is built at startup and on reload only: running out
  * of memory here is fatal, as with redis's zmalloc. */
 #include "config.h"
+#include "authz.h"
 #include "buf.h"
 #include "log.h"
 #include <ctype.h>
@@ -106,6 +107,8 @@ static const opt opts[] = {
     STR(NULL, "GATEWAY_SIGNING_KEY", signing_key, NULL, "session-id signing key, at least 32 bytes"),
     STR(NULL, "CACHE_CONNECTION_STRING", cache_url, NULL,
         "redis://user:pass@host:port/db; unset = sessions in memory"),
+    STR(NULL, "TRUSTED_HEADER_PUBLIC_KEY", trusted_header_key, NULL,
+        "PEM P-256 public key verifying the x-mcp-authorized header (docs/authorization.md)"),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -298,6 +301,7 @@ int config_load(int argc, char **argv, gw_config **out, char *err, size_t errlen
     if (cfg->config_file && *cfg->config_file && (rc = config_load_file(cfg, cfg->config_file, err, errlen)) < 0)
         goto done;
     if ((rc = config_auth_resolve(cfg, err, errlen)) < 0) goto done;
+    if ((rc = config_authz_resolve(cfg, err, errlen)) < 0) goto done;
     *out = cfg;
     return 0;
 done:
@@ -356,6 +360,7 @@ typedef struct yctx {
     gw_vserver_cfg  *vservers; size_t n_vservers;
     char            *ca_pem;
     gw_auth_cfg      auth;
+    gw_authz_cfg     authz;    /* the authorization section below */
 } yctx;
 
 #define LINE(n) ((n)->start_mark.line + 1)
@@ -425,7 +430,7 @@ static int url_ok(const char *s)
     return (!strncasecmp(s, "http://", 7) && s[7]) || (!strncasecmp(s, "https://", 8) && s[8]);
 }
 
-/* ---- servers[]: transport, command, args, env, cwd, perSession (stdio and legacy SSE) ---- */
+/* ---- servers[]: transport, command, args, env, cwd, perSession, maxChildren (stdio, legacy SSE) ---- */
 
 /* Which keys were given, for the checks once the whole entry is read (kept in the high bits of
  * transport while parsing). */
@@ -470,6 +475,14 @@ static int transport_pair(yctx *c, gw_server_cfg *s, const char *key, yaml_node_
         int b = v->type == YAML_SCALAR_NODE ? parse_bool(sval(v)) : -1;
         if (b < 0) return yerr(c, v, "'perSession' must be true or false");
         s->per_session = b;
+        return 0;
+    }
+    if (!strcasecmp(key, "maxChildren")) {
+        char *e;
+        long l = v->type == YAML_SCALAR_NODE ? strtol(sval(v), &e, 10) : -1;
+        if (v->type != YAML_SCALAR_NODE || *e || !*sval(v) || l < 1 || l > 10000)
+            return yerr(c, v, "'maxChildren' must be an integer 1..10000");
+        s->max_children = l;
         return 0;
     }
     if (!strcasecmp(key, "args")) {
@@ -519,11 +532,12 @@ static int check_transport(yctx *c, yaml_node_t *n, gw_server_cfg *s)
     } else if (s->transport == GW_TRANSPORT_STDIO) {
         return yerr(c, n, "server '%s' has transport stdio but no 'command'", s->name);
     } else if (stdio_keys) {
-        return yerr(c, n, "server '%s': 'args', 'env', 'cwd' and 'perSession' need a 'command' (stdio)", s->name);
-    }
-    if (s->per_session)
-        return yerr(c, n, "server '%s': perSession: true is not supported yet (one child serves every session)",
+        return yerr(c, n, "server '%s': 'args', 'env', 'cwd', 'perSession' and 'maxChildren' need a 'command' (stdio)",
                     s->name);
+    }
+    if (s->max_children && !s->per_session)
+        return yerr(c, n, "server '%s': 'maxChildren' needs perSession: true", s->name);
+    if (!s->max_children) s->max_children = 32;
     return 0;
 }
 
@@ -560,7 +574,8 @@ static int server_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml
     } else if (!strcasecmp(key, "caCert")) {
         return get_str(c, "caCert", v, &s->ca_cert);
     } else if (!strcasecmp(key, "transport") || !strcasecmp(key, "command") || !strcasecmp(key, "args") ||
-               !strcasecmp(key, "env") || !strcasecmp(key, "cwd") || !strcasecmp(key, "perSession")) {
+               !strcasecmp(key, "env") || !strcasecmp(key, "cwd") || !strcasecmp(key, "perSession") ||
+               !strcasecmp(key, "maxChildren")) {
         return transport_pair(c, s, key, v);
     } else {
         for (size_t i = 0; i < sizeof server_ignored / sizeof *server_ignored; i++)
@@ -714,6 +729,268 @@ static int auth_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_n
     return 0;
 }
 
+/* ==== authorization: the `authorization:` block (docs/authorization.md) ========================
+ * Read into gw_authz_cfg as written (with lines); checked once the whole file is read (rules may
+ * name servers listed further down); compiled by src/authz.c. Everything of this block lives
+ * between these two banners, apart from the calls in root_pair, config_load_yaml, config_free
+ * and config_load. */
+
+static void authz_strlist_add(gw_strlist *l, char *s)
+{
+    l->v = xreallocarray(l->v, l->n + 1, sizeof *l->v);
+    l->v[l->n++] = s;
+}
+
+/* A string or a list of strings (entries recorded with their lines when lines is given). */
+static int authz_names(yctx *c, const char *key, yaml_node_t *v, gw_strlist *l, int **lines)
+{
+    config_strlist_free(l);
+    if (lines) { free(*lines); *lines = NULL; }
+    if (is_null(v)) return 0;
+    yaml_node_item_t one = 0, *start = &one, *top = &one + 1;
+    if (v->type == YAML_SEQUENCE_NODE) start = v->data.sequence.items.start, top = v->data.sequence.items.top;
+    else if (v->type != YAML_SCALAR_NODE) return yerr(c, v, "'%s' must be a string or a list of strings", key);
+    for (yaml_node_item_t *it = start; it < top; it++) {
+        yaml_node_t *e = it == &one ? v : yaml_document_get_node(c->doc, *it);
+        char *s = NULL;
+        if (e->type != YAML_SCALAR_NODE) return yerr(c, e, "'%s' must be a string or a list of strings", key);
+        if (get_str(c, key, e, &s) < 0) return -1;
+        if (!s) return yerr(c, e, "empty entry in '%s'", key);
+        authz_strlist_add(l, s);
+        if (lines) {
+            *lines = xreallocarray(*lines, l->n, sizeof **lines);
+            (*lines)[l->n - 1] = (int)LINE(e);
+        }
+    }
+    return 0;
+}
+
+static int authz_claim_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    gw_authz_claim_cfg *cl = obj;
+    if (!strcasecmp(key, "path")) {
+        if (v->type == YAML_SEQUENCE_NODE) return authz_names(c, "path", v, &cl->path, NULL);
+        char *p = NULL;
+        if (get_str(c, "path", v, &p) < 0) return -1;
+        config_strlist_free(&cl->path);
+        for (char *save = NULL, *t = p ? strtok_r(p, ".", &save) : NULL; t; t = strtok_r(NULL, ".", &save))
+            authz_strlist_add(&cl->path, xstrdup(t));
+        free(p);
+        return 0;
+    }
+    if (!strcasecmp(key, "equals") || !strcasecmp(key, "contains")) {
+        if (cl->value) return yerr(c, k, "a claim condition has one of 'equals' or 'contains'");
+        if (v->type != YAML_SCALAR_NODE) return yerr(c, v, "'%s' must be a scalar", key);
+        cl->contains = tolower((unsigned char)key[0]) == 'c';
+        cl->value = xstrdup(sval(v));
+        return 0;
+    }
+    return yerr(c, k, "unknown key '%s' in a claim condition (path, equals, contains)", key);
+}
+
+static int authz_claims(yctx *c, gw_authz_rule_cfg *r, yaml_node_t *v)
+{
+    if (is_null(v)) return 0;
+    if (v->type != YAML_SEQUENCE_NODE) return yerr(c, v, "'claims' must be a list of {path, equals|contains}");
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        yaml_node_t *e = yaml_document_get_node(c->doc, *it);
+        if (e->type != YAML_MAPPING_NODE) return yerr(c, e, "a claim condition must be a mapping {path, equals|contains}");
+        r->claims = xreallocarray(r->claims, r->n_claims + 1, sizeof *r->claims);
+        gw_authz_claim_cfg *cl = &r->claims[r->n_claims++];
+        *cl = (gw_authz_claim_cfg){.line = (int)LINE(e)};
+        if (each_pair(c, e, cl, authz_claim_pair) < 0) return -1;
+        if (!cl->path.n) return yerr(c, e, "claim condition has no 'path'");
+        if (!cl->value) return yerr(c, e, "claim condition needs 'equals' or 'contains'");
+    }
+    return 0;
+}
+
+static int authz_when_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    gw_authz_rule_cfg *r = obj;
+    if (!strcasecmp(key, "groups")) return authz_names(c, key, v, &r->groups, NULL);
+    if (!strcasecmp(key, "scopes")) {   /* RFC 6749 scope-tokens: they go into a quoted header value */
+        if (authz_names(c, key, v, &r->scopes, NULL) < 0) return -1;
+        for (size_t i = 0; i < r->scopes.n; i++)
+            for (const unsigned char *p = (const unsigned char *)r->scopes.v[i]; *p; p++)
+                if (*p < 0x21 || *p > 0x7e || *p == '"' || *p == '\\')
+                    return yerr(c, v, "scope '%s' has a character a scope cannot have (space, quote, backslash)",
+                                r->scopes.v[i]);
+        return 0;
+    }
+    if (!strcasecmp(key, "realmRoles")) return authz_names(c, key, v, &r->realm_roles, NULL);
+    if (!strcasecmp(key, "subject") || !strcasecmp(key, "subjects")) return authz_names(c, key, v, &r->subjects, NULL);
+    if (!strcasecmp(key, "clientId") || !strcasecmp(key, "clientIds")) return authz_names(c, key, v, &r->client_ids, NULL);
+    if (!strcasecmp(key, "claims")) return authz_claims(c, r, v);
+    return yerr(c, k, "unknown condition '%s' (groups, scopes, realmRoles, subject, clientId, claims)", key);
+}
+
+static int authz_rule_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    gw_authz_rule_cfg *r = obj;
+    static const char *const kinds[GW_AUTHZ_KINDS] = {"tools", "prompts", "resources"};
+    if (!strcasecmp(key, "name")) return get_str(c, key, v, &r->name);
+    if (!strcasecmp(key, "effect")) {
+        const char *e = v->type == YAML_SCALAR_NODE ? sval(v) : "";
+        if (strcasecmp(e, "allow") && strcasecmp(e, "deny")) return yerr(c, v, "'effect' must be allow or deny");
+        r->allow = !strcasecmp(e, "allow") ? 1 : 0;
+        return 0;
+    }
+    if (!strcasecmp(key, "servers")) return authz_names(c, key, v, &r->servers, &r->server_lines);
+    for (int i = 0; i < GW_AUTHZ_KINDS; i++)
+        if (!strcasecmp(key, kinds[i])) {
+            r->kinds |= 1u << i;
+            return authz_names(c, key, v, &r->names[i], NULL);
+        }
+    if (!strcasecmp(key, "methods")) {
+        gw_strlist m = {0};
+        int *lines = NULL, rc = authz_names(c, key, v, &m, &lines);
+        r->methods = 0;
+        for (size_t i = 0; rc == 0 && i < m.n; i++) {
+            int id = authz_method_id(m.v[i]);
+            if (id < 0) {
+                snprintf(c->err, c->errlen, "%s:%d: unknown method '%s' in a rule (%s)", c->name, lines[i], m.v[i],
+                         AUTHZ_METHOD_LIST);
+                rc = -1;
+            } else r->methods |= 1u << id;
+        }
+        config_strlist_free(&m);
+        free(lines);
+        return rc;
+    }
+    if (!strcasecmp(key, "when")) {
+        if (is_null(v)) return 0;
+        if (v->type != YAML_MAPPING_NODE) return yerr(c, v, "'when' must be a mapping of conditions");
+        return each_pair(c, v, r, authz_when_pair);
+    }
+    return yerr(c, k, "unknown key '%s' in a rule (name, effect, servers, tools, prompts, resources, methods, when)", key);
+}
+
+static int authz_rule(yctx *c, yaml_node_t *n)
+{
+    gw_authz_cfg *a = &c->authz;
+    if (n->type != YAML_MAPPING_NODE) return yerr(c, n, "a rule must be a mapping");
+    a->rules = xreallocarray(a->rules, a->n_rules + 1, sizeof *a->rules);
+    gw_authz_rule_cfg *r = &a->rules[a->n_rules++];
+    *r = (gw_authz_rule_cfg){.line = (int)LINE(n), .allow = -1};
+    if (each_pair(c, n, r, authz_rule_pair) < 0) return -1;
+    if (r->allow < 0) return yerr(c, n, "rule has no 'effect' (allow or deny)");
+    return 0;
+}
+
+static int authz_prefix_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    static const char *const kinds[GW_AUTHZ_KINDS] = {"tool", "prompt", "resource"};
+    for (int i = 0; i < GW_AUTHZ_KINDS; i++)
+        if (!strcasecmp(key, kinds[i])) return get_str(c, key, v, &c->authz.role_prefix[i]);
+    return yerr(c, k, "unknown key '%s' in rolePrefixes (tool, prompt, resource)", key);
+}
+
+static int authz_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    gw_authz_cfg *a = &c->authz;
+    if (!strcasecmp(key, "mode")) {
+        gw_strlist m = {0};
+        if (authz_names(c, key, v, &m, NULL) < 0) return -1;
+        a->mode = 0;
+        for (size_t i = 0; i < m.n; i++)   /* "rules+roles" or [rules, roles] */
+            for (char *save = NULL, *t = strtok_r(m.v[i], "+, ", &save); t; t = strtok_r(NULL, "+, ", &save)) {
+                if (!strcasecmp(t, "roles")) a->mode |= GW_AUTHZ_ROLES;
+                else if (!strcasecmp(t, "rules")) a->mode |= GW_AUTHZ_RULES;
+                else a->mode = -1;
+            }
+        config_strlist_free(&m);
+        if (a->mode <= 0) return yerr(c, v, "'mode' must be roles, rules or rules+roles");
+        return 0;
+    }
+    if (!strcasecmp(key, "default")) {
+        const char *d = v->type == YAML_SCALAR_NODE ? sval(v) : "";
+        if (strcasecmp(d, "allow") && strcasecmp(d, "deny")) return yerr(c, v, "'default' must be allow or deny");
+        a->default_allow = !strcasecmp(d, "allow");
+        return 0;
+    }
+    if (!strcasecmp(key, "hideDenied")) return get_bool(c, key, v, &a->hide_denied);
+    if (!strcasecmp(key, "audit")) return get_bool(c, key, v, &a->audit);
+    if (!strcasecmp(key, "trustedHeaderPublicKey")) return get_str(c, key, v, &a->trusted_key);
+    if (!strcasecmp(key, "rolePrefixes")) {
+        if (v->type != YAML_MAPPING_NODE) return yerr(c, v, "'rolePrefixes' must be a mapping {tool, prompt, resource}");
+        return each_pair(c, v, NULL, authz_prefix_pair);
+    }
+    if (!strcasecmp(key, "rules")) return each_item(c, key, v, authz_rule);
+    return yerr(c, k, "unknown key '%s' in authorization (mode, default, hideDenied, audit, rolePrefixes, "
+                      "trustedHeaderPublicKey, rules)", key);
+}
+
+static int authz_block(yctx *c, yaml_node_t *k, yaml_node_t *v)
+{
+    gw_authz_cfg *a = &c->authz;
+    if (a->on) return yerr(c, k, "'authorization' is given twice (first at line %d)", a->line);
+    if (is_null(v)) return yerr(c, v, "'authorization' is empty: give at least 'mode'");
+    if (v->type != YAML_MAPPING_NODE) return yerr(c, v, "'authorization' must be a mapping");
+    a->on = 1;
+    a->line = (int)LINE(k);
+    a->audit = 1;
+    if (each_pair(c, v, NULL, authz_pair) < 0) return -1;
+    if (!a->mode) return yerr(c, k, "authorization has no 'mode' (roles, rules or rules+roles)");
+    if (a->n_rules && !(a->mode & GW_AUTHZ_RULES))
+        return yerr(c, k, "authorization has rules but mode roles does not use them: set mode: rules+roles");
+    if ((a->mode & GW_AUTHZ_RULES) && !a->n_rules)
+        log_warn("config", "%s:%d: authorization mode uses rules but there are none: the default decides", c->name,
+                 a->line);
+    return 0;
+}
+
+/* After the whole file: every server a rule names exists. */
+static int authz_check_servers(yctx *c)
+{
+    for (size_t i = 0; i < c->authz.n_rules; i++) {
+        gw_authz_rule_cfg *r = &c->authz.rules[i];
+        for (size_t j = 0; j < r->servers.n; j++) {
+            size_t s = 0;
+            while (s < c->n_servers && strcmp(c->servers[s].name, r->servers.v[j]) != 0) s++;
+            if (s == c->n_servers)
+                return fail(c->err, c->errlen, "%s:%d: rule '%s' names unknown server '%s'", c->name, r->server_lines[j],
+                            r->name ? r->name : "(unnamed)", r->servers.v[j]);
+        }
+    }
+    return 0;
+}
+
+static void free_authz(gw_authz_cfg *a)
+{
+    for (size_t i = 0; i < a->n_rules; i++) {
+        gw_authz_rule_cfg *r = &a->rules[i];
+        free(r->name);
+        config_strlist_free(&r->servers);
+        free(r->server_lines);
+        for (int k = 0; k < GW_AUTHZ_KINDS; k++) config_strlist_free(&r->names[k]);
+        config_strlist_free(&r->groups);
+        config_strlist_free(&r->scopes);
+        config_strlist_free(&r->realm_roles);
+        config_strlist_free(&r->subjects);
+        config_strlist_free(&r->client_ids);
+        for (size_t j = 0; j < r->n_claims; j++) {
+            config_strlist_free(&r->claims[j].path);
+            free(r->claims[j].value);
+        }
+        free(r->claims);
+    }
+    free(a->rules);
+    for (int k = 0; k < GW_AUTHZ_KINDS; k++) free(a->role_prefix[k]);
+    free(a->trusted_key);
+    *a = (gw_authz_cfg){0};
+}
+
+int config_authz_resolve(gw_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->trusted_header_key && *cfg->trusted_header_key) {   /* the environment wins over the file */
+        free(cfg->authz.trusted_key);
+        cfg->authz.trusted_key = xstrdup(cfg->trusted_header_key);
+    }
+    return authz_validate(cfg, err, errlen);
+}
+/* ==== end of the authorization section ========================================================= */
+
 static int root_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
 {
     (void)obj;
@@ -725,8 +1002,7 @@ static int root_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_n
         if (v->type != YAML_MAPPING_NODE) return yerr(c, v, "'%s' must be a mapping", key);
         return each_pair(c, v, &c->auth, tolower((unsigned char)key[0]) == 'a' ? auth_pair : prm_pair);
     }
-    /* authorization: read by the authorization module (not yet); skipped here */
-    if (!strcasecmp(key, "authorization")) return 0;
+    if (!strcasecmp(key, "authorization")) return authz_block(c, k, v);
     unknown_key(c, k);
     return 0;
 }
@@ -807,6 +1083,7 @@ int config_load_yaml(gw_config *cfg, const char *name, const char *yaml, size_t 
     if (!root || is_null(root)) rc = 0;
     else if (root->type != YAML_MAPPING_NODE) rc = yerr(&c, root, "the top level must be a mapping");
     else rc = each_pair(&c, root, NULL, root_pair);
+    if (rc == 0) rc = authz_check_servers(&c);
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
 
@@ -815,10 +1092,13 @@ int config_load_yaml(gw_config *cfg, const char *name, const char *yaml, size_t 
         free_vservers(c.vservers, c.n_vservers);
         free(c.ca_pem);
         free_auth(&c.auth);
+        free_authz(&c.authz);
         return -1;
     }
     free_auth(&cfg->auth);
     cfg->auth = c.auth;
+    free_authz(&cfg->authz);
+    cfg->authz = c.authz;
     free_servers(cfg->servers, cfg->n_servers);
     free_vservers(cfg->vservers, cfg->n_vservers);
     free(cfg->gateway_ca_pem);
@@ -856,6 +1136,7 @@ void config_free(gw_config *cfg)
     free_vservers(cfg->vservers, cfg->n_vservers);
     free(cfg->gateway_ca_pem);
     free_auth(&cfg->auth);
+    free_authz(&cfg->authz);
     free(cfg);
 }
 

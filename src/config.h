@@ -33,6 +33,7 @@ typedef struct gw_server_cfg {
     gw_strlist env;         /* stdio: "NAME=value" entries added to its environment */
     char      *cwd;         /* stdio: its working directory; NULL = the gateway's */
     int        per_session; /* stdio: one child per client session (perSession) */
+    long       max_children;/* stdio with perSession: at most this many children (maxChildren) */
 } gw_server_cfg;
 
 typedef struct gw_vserver_cfg {
@@ -67,6 +68,44 @@ typedef struct gw_auth_cfg {
     int           protect_status;         /* /status needs a token too (default off) */
 } gw_auth_cfg;
 
+/* ---- authorization: the YAML block `authorization:` (docs/authorization.md) ------------------
+ * Plain data as written, with lines for messages; src/authz.c compiles it at start. */
+enum { GW_AUTHZ_ROLES = 1, GW_AUTHZ_RULES = 2 };              /* mode bits */
+enum { GW_AUTHZ_TOOL, GW_AUTHZ_PROMPT, GW_AUTHZ_RESOURCE, GW_AUTHZ_KINDS };
+
+typedef struct gw_authz_claim_cfg {
+    gw_strlist path;       /* claim path segments ("a.b.c" or [a, b, c]) */
+    int        contains;   /* 0: equals, 1: contains */
+    char      *value;
+    int        line;
+} gw_authz_claim_cfg;
+
+typedef struct gw_authz_rule_cfg {
+    char      *name;                       /* NULL: named "rule <n>" */
+    int        line;
+    int        allow;                      /* effect: allow (1) or deny (0) */
+    gw_strlist servers;                    /* config names; empty = every server */
+    int       *server_lines;               /* line of each entry */
+    gw_strlist names[GW_AUTHZ_KINDS];      /* tools / prompts / resources: exact or glob ('*') */
+    unsigned   kinds;                      /* bit per kind named by the rule; 0 = every kind */
+    unsigned   methods;                    /* bit per authz method (authz.h); 0 = every method */
+    /* when: every condition given must hold */
+    gw_strlist groups, scopes, realm_roles, subjects, client_ids;
+    gw_authz_claim_cfg *claims;  size_t n_claims;
+} gw_authz_rule_cfg;
+
+typedef struct gw_authz_cfg {
+    int   on;                              /* the block is present */
+    int   line;
+    int   mode;                            /* GW_AUTHZ_ROLES | GW_AUTHZ_RULES */
+    int   default_allow;                   /* default: deny (0) or allow (1) */
+    int   hide_denied;                     /* denied calls answered like unknown names */
+    int   audit;                           /* one log line per call decision (default on) */
+    char *role_prefix[GW_AUTHZ_KINDS];     /* NULL = "tool:", "prompt:", "resource:" */
+    gw_authz_rule_cfg *rules;  size_t n_rules;
+    char *trusted_key;                     /* trustedHeaderPublicKey (PEM) */
+} gw_authz_cfg;
+
 typedef struct gw_config {
     /* --- options (the table in config.c) --- */
     char  *config_file;        /* --mcp-gateway-config */
@@ -98,12 +137,14 @@ typedef struct gw_config {
     char  *cache_url;          /* CACHE_CONNECTION_STRING (env only); NULL = in memory */
     int    check_config;       /* --check-config */
     int    allow_anonymous;    /* --allow-anonymous */
+    char  *trusted_header_key; /* TRUSTED_HEADER_PUBLIC_KEY (env only): PEM P-256, x-mcp-authorized */
 
     /* --- from the YAML file --- */
     gw_server_cfg  *servers;   size_t n_servers;
     gw_vserver_cfg *vservers;  size_t n_vservers;
     char           *gateway_ca_pem;
     gw_auth_cfg     auth;
+    gw_authz_cfg    authz;     /* authorization: (config.c's authorization section) */
 } gw_config;
 
 /* Parses argv and the environment (flags win over env, env over the file's options, then
@@ -124,6 +165,9 @@ int  config_load_yaml(gw_config *cfg, const char *name, const char *yaml, size_t
  * Returns -1 with a message when authentication is on but cannot work. */
 int  config_auth_resolve(gw_config *cfg, char *err, size_t errlen);
 int  config_auth_on(const gw_config *cfg);
+/* Authorization: TRUSTED_HEADER_PUBLIC_KEY over authorization.trustedHeaderPublicKey, then the
+ * whole block compiled once (authz_validate) so that --check-config reports what start would. */
+int  config_authz_resolve(gw_config *cfg, char *err, size_t errlen);
 void config_strlist_free(gw_strlist *l);
 
 void config_defaults(gw_config *cfg);   /* every option at its default; no servers. cfg is

@@ -1,9 +1,12 @@
 /* mcp — the Streamable HTTP endpoint /mcp (MCP 2025-11-25; 2025-06-18 and 2025-03-26 accepted).
  * The transport rules come first (Origin, Host, method, media types, protocol version,
- * session), then the JSON-RPC message: answered here (initialize, ping, lists from the
- * catalog) or relayed to the one upstream that owns it (relay.c). */
+ * virtual server, session), then the JSON-RPC message: answered here (initialize, ping, lists
+ * from the catalog, filtered by authz.c) or, when authz.c allows it, relayed to the one upstream
+ * that owns it (relay.c). The same code serves a virtual server's endpoint /v/<name>/mcp. */
 #include "mcp.h"
+#include "authz.h"
 #include "catalog.h"
+#include "prm.h"
 #include "log.h"
 #include "relay.h"
 #include "sse.h"
@@ -198,40 +201,53 @@ static void do_initialize(worker *w, http_req *req, jr_msg *m, const auth_identi
     reply_result(w, req, m->id, result, (size_t)n, sid);
 }
 
-static void do_list(worker *w, http_req *req, jr_msg *m, enum cat_kind kind)
+/* A list: what this caller may use (authz.c: virtual server, trusted header, rules, roles). */
+static void do_list(worker *w, http_req *req, jr_msg *m, enum cat_kind kind, authz_req *az)
 {
     static const char *const empty[CAT_KINDS] = {"{\"tools\":[]}", "{\"prompts\":[]}", "{\"resources\":[]}",
                                                  "{\"resourceTemplates\":[]}"};
     catalog *c = catalog_acquire();
     size_t len = 0;
-    const char *res = c ? catalog_result(c, kind, http_req_header(req, "x-mcp-virtualserver"), &len) : NULL;
+    const char *res = c ? authz_list(az, c, kind, &len) : NULL;
     if (!res) { res = empty[kind]; len = strlen(res); }
     reply_result(w, req, m->id, res, len, NULL);
     catalog_unref(c);
 }
 
-/* May the virtual server named in the request use this tool or prompt? */
-static int vs_allows(const gateway *gw, const char *vs, enum cat_kind kind, const char *name)
+/* A call authz.c refused. Outside the request's virtual server, or with hideDenied, exactly the
+ * answer for a name that does not exist; else the seed's 403, with an insufficient_scope
+ * challenge only when a token with more scopes would be allowed (clients then step up; for a
+ * role or group, which no scope grants, they would only loop). */
+static void reply_denied(worker *w, http_req *req, jr_msg *m, const authz_req *az, const authz_result *r,
+                         enum cat_kind kind, const char *name)
 {
-    if (!vs) return 1;
-    for (size_t i = 0; i < gw->cfg->n_vservers; i++) {
-        const gw_vserver_cfg *v = &gw->cfg->vservers[i];
-        if (strcmp(v->name, vs) != 0) continue;
-        int set = kind == CAT_TOOLS ? v->tools_set : kind == CAT_PROMPTS ? v->prompts_set : 0;
-        if (!set) return 1;
-        char *const *names = kind == CAT_TOOLS ? v->tools : v->prompts;
-        size_t n = kind == CAT_TOOLS ? v->n_tools : v->n_prompts;
-        for (size_t k = 0; k < n; k++)
-            if (strcmp(names[k], name) == 0) return 1;
-        return 0;
+    if (r->vs || authz_hide_denied()) {
+        char e[300];
+        if (kind >= CAT_RESOURCES) {
+            snprintf(e, sizeof e, "Resource not found: %.200s", name);
+            mcp_reply_error(w, req, 200, m->id, -32002, e);
+        } else {
+            snprintf(e, sizeof e, "Unknown %s: %.200s", kind == CAT_TOOLS ? "tool" : "prompt", name);
+            mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, e);
+        }
+        return;
     }
-    return 1;   /* unknown virtual server: the whole catalog */
+    char extra[4096];
+    buf b = {extra, 0, sizeof extra, sizeof extra - 1};
+    extra[0] = '\0';
+    if (r->scope)
+        buf_printf(&b, "WWW-Authenticate: Bearer error=\"insufficient_scope\", scope=\"%s\", resource_metadata=\"%s\"\r\n",
+                   r->scope, prm_url_vs(az->vs));
+    char cors[768];
+    mcp_extra_headers(w, req, cors, sizeof cors, NULL);
+    buf_appends(&b, cors);
+    http_respond(req, 403, extra, "application/json", AUTHZ_FORBIDDEN_BODY, sizeof AUTHZ_FORBIDDEN_BODY - 1);
 }
 
 /* Routes a request naming a tool or prompt (params.name, or params.ref.name) to its server,
  * rewriting the name to the upstream's own. */
 static void route_named(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl,
-                        enum cat_kind kind, json_t *holder)
+                        enum cat_kind kind, json_t *holder, authz_req *az, int method)
 {
     const char *what = kind == CAT_TOOLS ? "tool" : "prompt";
     const char *name = json_string_value(json_object_get(holder, "name"));
@@ -243,10 +259,16 @@ static void route_named(worker *w, http_req *req, jr_msg *m, json_t *msg, const 
     }
     catalog *c = catalog_acquire();
     const cat_entry *t = c ? catalog_find(c, kind, name) : NULL;
-    if (!t || !vs_allows(w->gw, http_req_header(req, "x-mcp-virtualserver"), kind, name)) {
+    if (!t) {
         char e[300];
         snprintf(e, sizeof e, "Unknown %s: %.200s", what, name);
         mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, e);
+        catalog_unref(c);
+        return;
+    }
+    authz_result r;
+    if (!authz_call(az, kind, t, method, &r)) {   /* refused before anything reaches the upstream */
+        reply_denied(w, req, m, az, &r, kind, name);
         catalog_unref(c);
         return;
     }
@@ -258,7 +280,7 @@ static void route_named(worker *w, http_req *req, jr_msg *m, json_t *msg, const 
 
 /* Routes a request naming a resource URI (params.uri, or params.ref.uri) to its server. */
 static void route_uri(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl,
-                      json_t *holder)
+                      json_t *holder, authz_req *az, int method)
 {
     const char *uri = json_string_value(json_object_get(holder, "uri"));
     if (!uri) {
@@ -268,9 +290,10 @@ static void route_uri(worker *w, http_req *req, jr_msg *m, json_t *msg, const ch
     catalog *c = catalog_acquire();
     const char *up = NULL;
     int server = -1;
+    enum cat_kind kind = CAT_RESOURCES;
     if (c && holder != m->params) {   /* completion on a template names its uriTemplate */
         const cat_entry *t = catalog_find(c, CAT_TEMPLATES, uri);
-        if (t) { server = t->server; up = t->up_name; }
+        if (t) { server = t->server; up = t->up_name; kind = CAT_TEMPLATES; }
     }
     if (server < 0 && c) server = catalog_route_uri(c, uri, &up);
     if (server < 0) {
@@ -280,17 +303,25 @@ static void route_uri(worker *w, http_req *req, jr_msg *m, json_t *msg, const ch
         catalog_unref(c);
         return;
     }
+    cat_entry ent = {.fed_name = uri, .up_name = up, .server = server};
+    authz_result r;
+    if (!authz_call(az, kind, &ent, method, &r)) {   /* refused before anything reaches the upstream */
+        reply_denied(w, req, m, az, &r, kind, uri);
+        catalog_unref(c);
+        return;
+    }
     if (up != uri) json_object_set_new(holder, "uri", json_string(up));
     catalog_unref(c);
     relay_start(w, req, sid, cl, (size_t)server, json_incref(msg));
 }
 
-static void do_complete(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl)
+static void do_complete(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl,
+                        authz_req *az)
 {
     json_t *ref = json_object_get(m->params, "ref");
     const char *type = json_string_value(json_object_get(ref, "type"));
-    if (type && !strcmp(type, "ref/prompt")) route_named(w, req, m, msg, sid, cl, CAT_PROMPTS, ref);
-    else if (type && !strcmp(type, "ref/resource")) route_uri(w, req, m, msg, sid, cl, ref);
+    if (type && !strcmp(type, "ref/prompt")) route_named(w, req, m, msg, sid, cl, CAT_PROMPTS, ref, az, AUTHZ_COMPLETE);
+    else if (type && !strcmp(type, "ref/resource")) route_uri(w, req, m, msg, sid, cl, ref, az, AUTHZ_COMPLETE);
     else mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS,
                          "completion/complete needs params.ref of type ref/prompt or ref/resource");
 }
@@ -311,23 +342,26 @@ static void do_set_level(worker *w, http_req *req, jr_msg *m, const char *sid)
     relay_set_level_all(w, req, m->id, sid, levels[i]);   /* answers when the upstreams have it */
 }
 
-static void do_request(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl)
+static void do_request(worker *w, http_req *req, jr_msg *m, json_t *msg, const char *sid, session_claims *cl,
+                       authz_req *az)
 {
     const char *meth = m->method;
     int has_params = json_is_object(m->params);
     if (!strcmp(meth, "ping")) reply_result(w, req, m->id, "{}", 2, NULL);
-    else if (!strcmp(meth, "tools/list")) do_list(w, req, m, CAT_TOOLS);
-    else if (!strcmp(meth, "prompts/list")) do_list(w, req, m, CAT_PROMPTS);
-    else if (!strcmp(meth, "resources/list")) do_list(w, req, m, CAT_RESOURCES);
-    else if (!strcmp(meth, "resources/templates/list")) do_list(w, req, m, CAT_TEMPLATES);
+    else if (!strcmp(meth, "tools/list")) do_list(w, req, m, CAT_TOOLS, az);
+    else if (!strcmp(meth, "prompts/list")) do_list(w, req, m, CAT_PROMPTS, az);
+    else if (!strcmp(meth, "resources/list")) do_list(w, req, m, CAT_RESOURCES, az);
+    else if (!strcmp(meth, "resources/templates/list")) do_list(w, req, m, CAT_TEMPLATES, az);
     else if (!strcmp(meth, "tools/call") || !strcmp(meth, "prompts/get")) {
+        int tool = meth[0] == 't';
         if (!has_params) mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, "params.name is required");
-        else route_named(w, req, m, msg, sid, cl, meth[0] == 't' ? CAT_TOOLS : CAT_PROMPTS, m->params);
+        else route_named(w, req, m, msg, sid, cl, tool ? CAT_TOOLS : CAT_PROMPTS, m->params, az,
+                         tool ? AUTHZ_TOOLS_CALL : AUTHZ_PROMPTS_GET);
     } else if (!strcmp(meth, "resources/read") || !strcmp(meth, "resources/subscribe") ||
                !strcmp(meth, "resources/unsubscribe")) {
         if (!has_params) mcp_reply_error(w, req, 200, m->id, JR_INVALID_PARAMS, "params.uri is required");
-        else route_uri(w, req, m, msg, sid, cl, m->params);
-    } else if (!strcmp(meth, "completion/complete")) do_complete(w, req, m, msg, sid, cl);
+        else route_uri(w, req, m, msg, sid, cl, m->params, az, authz_method_id(meth));
+    } else if (!strcmp(meth, "completion/complete")) do_complete(w, req, m, msg, sid, cl, az);
     else if (!strcmp(meth, "logging/setLevel")) do_set_level(w, req, m, sid);
     else if (!strcmp(meth, "initialize"))
         mcp_reply_error(w, req, 400, m->id, JR_INVALID_REQUEST, "initialize must not carry a session id");
@@ -340,7 +374,7 @@ static void do_request(worker *w, http_req *req, jr_msg *m, json_t *msg, const c
 
 /* ---- POST / GET / DELETE ------------------------------------------------------------------------ */
 
-static void do_post(worker *w, http_req *req, const auth_identity *id)
+static void do_post(worker *w, http_req *req, const auth_identity *id, int vs)
 {
     gateway *gw = w->gw;
     const char *ctype = http_req_header(req, "content-type");
@@ -401,7 +435,9 @@ static void do_post(worker *w, http_req *req, const auth_identity *id)
         json_decref(msg);
         return;
     }
-    do_request(w, req, &m, msg, sid, &cl);
+    authz_req az;
+    authz_req_init(&az, w, req, id, vs, sid);
+    do_request(w, req, &m, msg, sid, &cl, &az);
     json_decref(msg);
 }
 
@@ -450,7 +486,7 @@ static void do_delete(worker *w, http_req *req, const auth_identity *id)
     mcp_reply(w, req, 200, NULL, NULL, 0, NULL);
 }
 
-void mcp_handle(worker *w, http_req *req, const auth_identity *id)
+void mcp_handle(worker *w, http_req *req, const auth_identity *id, int vs)
 {
     gateway *gw = w->gw;
     const char *origin = http_req_header(req, "origin");
@@ -469,8 +505,20 @@ void mcp_handle(worker *w, http_req *req, const auth_identity *id)
         mcp_reply_error(w, req, 400, NULL, JR_INVALID_REQUEST, m);
         return;
     }
+    const char *vh = req->method != HTTP_OPTIONS ? http_req_header(req, "x-mcp-virtualserver") : NULL;
+    if (vh) {   /* Kuadrant's header form; an unknown name is 400 (404 would end the client's session) */
+        int hv = authz_vs_find(gw->cfg, vh, strlen(vh));
+        if (hv < 0 || (vs >= 0 && hv != vs)) {
+            char m[300];
+            snprintf(m, sizeof m, "Bad Request: %s virtual server '%.200s' (X-Mcp-Virtualserver)",
+                     hv < 0 ? "unknown" : "another", vh);
+            mcp_reply_error(w, req, 400, NULL, JR_INVALID_REQUEST, m);
+            return;
+        }
+        vs = hv;
+    }
     switch (req->method) {
-    case HTTP_POST: do_post(w, req, id); break;
+    case HTTP_POST: do_post(w, req, id, vs); break;
     case HTTP_GET: do_get(w, req, id); break;
     case HTTP_DELETE: do_delete(w, req, id); break;
     case HTTP_OPTIONS: {
@@ -479,7 +527,7 @@ void mcp_handle(worker *w, http_req *req, const auth_identity *id)
         strncat(extra,
                 "Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS\r\n"
                 "Access-Control-Allow-Headers: Content-Type, Authorization, Accept, Mcp-Session-Id, "
-                "MCP-Protocol-Version, Last-Event-ID\r\nAccess-Control-Max-Age: 3600\r\n",
+                "MCP-Protocol-Version, Last-Event-ID, X-Mcp-Virtualserver\r\nAccess-Control-Max-Age: 3600\r\n",
                 sizeof extra - strlen(extra) - 1);
         http_respond(req, 204, extra, NULL, NULL, 0);
         break;

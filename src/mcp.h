@@ -6,8 +6,9 @@
 #include <jansson.h>
 #include "auth.h"
 
-/* id: the caller's verified identity, NULL when authentication is off. */
-void mcp_handle(worker *w, http_req *req, const auth_identity *id);
+/* id: the caller's verified identity, NULL when authentication is off. vs: the virtual server
+ * whose endpoint /v/<name>/mcp was asked for, -1 for /mcp (where X-Mcp-Virtualserver may name one). */
+void mcp_handle(worker *w, http_req *req, const auth_identity *id, int vs);
 int  mcp_origin_allowed(const gateway *gw, const char *origin);
 
 /* Answers with CORS headers for the request's Origin and, when given, Mcp-Session-Id. */

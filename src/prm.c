@@ -3,9 +3,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char  *doc;       /* the compact JSON document */
-static size_t doc_len;
-static char  *url;       /* where the resource's metadata lives */
+#define PRM_PATH "/.well-known/oauth-protected-resource"
+
+/* One resource: /mcp, or the path form /v/<name>/mcp of a virtual server. */
+typedef struct prm_res {
+    char  *doc;       /* the compact JSON document */
+    size_t doc_len;
+    char  *url;       /* where its metadata lives (what WWW-Authenticate names) */
+    char  *resource;  /* its resource URI (the audience its tokens carry) */
+    char  *path;      /* the metadata's path on this server ("/.well-known/…/v/<name>/mcp") */
+} prm_res;
+
+static prm_res  main_res;
+static prm_res *vs_res;    /* per virtual server */
+static size_t   n_vs;
 
 static const char cors[] =
     "Access-Control-Allow-Origin: *\r\n"
@@ -28,11 +39,9 @@ static void str_array(buf *b, const gw_strlist *l, const char *dflt)
     buf_append(b, "]", 1);
 }
 
-int prm_init(const gw_config *cfg)
+static void res_build(prm_res *r, const gw_auth_cfg *a, const char *res)
 {
-    const gw_auth_cfg *a = &cfg->auth;
     const char *name = a->resource_name ? a->resource_name : "MCP Server";
-    const char *res = a->resource ? a->resource : "/mcp";
     buf b;
     buf_init(&b, 1 << 20);
     buf_appends(&b, "{\"resource_name\":\"");
@@ -46,7 +55,8 @@ int prm_init(const gw_config *cfg)
     buf_appends(&b, ",\"scopes_supported\":");
     str_array(&b, &a->scopes_supported, "basic");
     buf_appends(&b, "}");
-    doc = buf_take(&b, &doc_len);
+    r->doc = buf_take(&b, &r->doc_len);
+    r->resource = strdup(res);
 
     /* RFC 9728 section 3.1: the well-known segment goes between the origin and the path */
     const char *p = strstr(res, "://");
@@ -54,18 +64,50 @@ int prm_init(const gw_config *cfg)
     size_t origin_len = p ? (path ? (size_t)(path - res) : strlen(res)) : 0;
     if (!path) path = "";
     buf_init(&b, 1 << 16);
-    buf_printf(&b, "%.*s/.well-known/oauth-protected-resource%s", (int)origin_len, res, path);
-    url = buf_take(&b, NULL);
+    buf_printf(&b, "%.*s" PRM_PATH "%s", (int)origin_len, res, path);
+    r->url = buf_take(&b, NULL);
+    r->path = strdup(r->url + origin_len);
+}
+
+int prm_init(const gw_config *cfg)
+{
+    const gw_auth_cfg *a = &cfg->auth;
+    const char *res = a->resource ? a->resource : "/mcp";
+    res_build(&main_res, a, res);
+    /* a virtual server's path form: the resource with /mcp replaced by /v/<name>/mcp */
+    size_t rl = strlen(res), base = rl >= 4 && !strcmp(res + rl - 4, "/mcp") ? rl - 4 : rl;
+    n_vs = cfg->n_vservers;
+    vs_res = calloc(n_vs ? n_vs : 1, sizeof *vs_res);
+    for (size_t i = 0; vs_res && i < n_vs; i++) {
+        buf b;
+        buf_init(&b, 1 << 16);
+        buf_printf(&b, "%.*s/v/%s/mcp", (int)base, res, cfg->vservers[i].name);
+        char *vr = buf_take(&b, NULL);
+        res_build(&vs_res[i], a, vr);
+        free(vr);
+    }
     return 0;
+}
+
+static void res_free(prm_res *r)
+{
+    free(r->doc); r->doc = NULL;
+    free(r->url); r->url = NULL;
+    free(r->resource); r->resource = NULL;
+    free(r->path); r->path = NULL;
 }
 
 void prm_free(void)
 {
-    free(doc); doc = NULL;
-    free(url); url = NULL;
+    res_free(&main_res);
+    for (size_t i = 0; i < n_vs; i++) res_free(&vs_res[i]);
+    free(vs_res); vs_res = NULL;
+    n_vs = 0;
 }
 
-const char *prm_url(void) { return url; }
+const char *prm_url(void) { return main_res.url; }
+const char *prm_url_vs(int vs) { return vs >= 0 && (size_t)vs < n_vs ? vs_res[vs].url : main_res.url; }
+const char *prm_resource_vs(int vs) { return vs >= 0 && (size_t)vs < n_vs ? vs_res[vs].resource : main_res.resource; }
 
 void prm_handle(worker *w, http_req *req)
 {
@@ -74,6 +116,9 @@ void prm_handle(worker *w, http_req *req)
         http_respond(req, 200, cors, NULL, NULL, 0);
         return;
     }
-    http_respond(req, 200, cors, "application/json", req->method == HTTP_HEAD ? NULL : doc,
-                 req->method == HTTP_HEAD ? 0 : doc_len);
+    const prm_res *r = &main_res;   /* every path under the well-known one, as Kuadrant … */
+    for (size_t i = 0; i < n_vs; i++)   /* … but a virtual server's path form has its own */
+        if (!strcmp(req->path, vs_res[i].path)) r = &vs_res[i];
+    http_respond(req, 200, cors, "application/json", req->method == HTTP_HEAD ? NULL : r->doc,
+                 req->method == HTTP_HEAD ? 0 : r->doc_len);
 }

@@ -1,8 +1,10 @@
 /* server — the listeners and the worker loops: N threads, each with its own libuv loop, its
  * own SO_REUSEPORT listening socket (the kernel spreads connections), HTTP connections and
- * upstream client; plus the router from path to module. */
+ * upstream client; plus the router from path to module: /mcp and the virtual servers' own
+ * endpoints /v/<name>/mcp to mcp.c (an unknown name is 404, like any unknown path). */
 #include "server.h"
 #include "auth.h"
+#include "authz.h"
 #include "health.h"
 #include "prm.h"
 #include "log.h"
@@ -94,11 +96,14 @@ static void route(http_req *req, void *ctx)
         prm_handle(w, req);   /* never behind auth */
         return;
     }
+    /* /mcp, or a virtual server's own endpoint /v/<name>/mcp (the name taken literally, slashes and all) */
+    int vs = authz_vs_path(w->gw->cfg, p);   /* -2: not that form; -1: no such virtual server */
+    int is_mcp = !strcmp(p, "/mcp") || vs >= 0;
     const auth_identity *id = NULL;
-    if (auth_enabled() && !auth_exempt(w->gw, p) && !(req->method == HTTP_OPTIONS && !strcmp(p, "/mcp")) &&
-        !(id = auth_check(w, req)))
+    if (auth_enabled() && !auth_exempt(w->gw, p) && !(req->method == HTTP_OPTIONS && is_mcp) &&
+        !(id = auth_check(w, req, vs >= 0 ? vs : -1)))
         return;   /* answered 401/403 */
-    if (strcmp(p, "/mcp") == 0) mcp_handle(w, req, id);
+    if (is_mcp) mcp_handle(w, req, id, vs >= 0 ? vs : -1);
     else if (!strcmp(p, "/healthz") || !strcmp(p, "/readyz") || !strcmp(p, "/status") || !strncmp(p, "/status/", 8)) {
         if (req->method != HTTP_GET && req->method != HTTP_HEAD)
             http_respond(req, 405, "Allow: GET\r\n", "application/json", "{\"error\":\"Method Not Allowed\"}", 30);

@@ -267,7 +267,7 @@ static const char good_yaml[] =
     "gatewayCACertPEM: \"PEM\"\n"                              /* 23 */
     "oauthProtectedResource: {resourceName: x}\n"              /* 24 */
     "auth: {issuers: [{issuerUrl: \"http://idp/realms/mcp\"}], audiences: [a], leewaySeconds: 5}\n" /* 25 */
-    "authorization: [z]\n";                                    /* 26 */
+    "authorization: {mode: roles}\n";                            /* 26 */
 
 static void test_yaml_good(void **state)
 {
