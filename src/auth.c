@@ -49,6 +49,11 @@ static struct {
     int        started;
 } A;
 
+static uint64_t stats[AUTH_STAT_COUNT];   /* atomics, read by /metrics */
+#define STAT(i) __atomic_add_fetch(&stats[i], 1, __ATOMIC_RELAXED)
+
+uint64_t auth_stat(int i) { return i >= 0 && i < AUTH_STAT_COUNT ? __atomic_load_n(&stats[i], __ATOMIC_RELAXED) : 0; }
+
 struct auth_cache {
     size_t          slots;
     auth_identity **e;           /* direct-mapped by token hash: bounded, no eviction list */
@@ -169,6 +174,7 @@ static void fetch_done(up_call *c, void *ud, const char *err)
             issuer_fetch(is);
             return;
         }
+        STAT(AUTH_STAT_KEYS_FAILED);
         log_warn(name, "%s fetch failed: %s%s", f->jwks ? "JWKS" : "metadata", err ? err : why,
                  is->keys ? " (keeping the last good keys)" : "");
     } else if (!f->jwks) {
@@ -191,6 +197,7 @@ static void fetch_done(up_call *c, void *ud, const char *err)
     } else {
         char e[200];
         jwk_set *k = jwks_parse(f->body.data ? f->body.data : "", f->body.len, e, sizeof e);
+        STAT(k ? AUTH_STAT_KEYS_LOADED : AUTH_STAT_KEYS_FAILED);
         if (!k) log_warn(name, "JWKS rejected: %s%s", e, is->keys ? " (keeping the last good keys)" : "");
         else {
             pthread_mutex_lock(&is->lock);
@@ -340,6 +347,7 @@ void auth_cache_free(auth_cache *c)
 
 static void deny(worker *w, http_req *req, int vs, int status, const char *error, const char *desc)
 {
+    STAT(status == 403 ? AUTH_STAT_FORBIDDEN : AUTH_STAT_UNAUTHORIZED);
     char hdr[4096], cors[768];
     buf b = {hdr, 0, sizeof hdr, sizeof hdr - 1};
     if (status == 403)
@@ -441,7 +449,7 @@ const auth_identity *auth_check(worker *w, http_req *req, int vs)
             deny(w, req, vs, 401, "invalid_token", "the token's audience is another virtual server's endpoint");
             return NULL;
         }
-        if (ok) return hit;
+        if (ok) { STAT(AUTH_STAT_CACHED); return hit; }
         ident_free(hit);
         c->e[slot] = NULL;
     }
@@ -515,5 +523,6 @@ const auth_identity *auth_check(worker *w, http_req *req, int vs)
     memcpy(id->subject, full, sizeof id->subject);
     ident_free(c->e[slot]);
     c->e[slot] = id;
+    STAT(AUTH_STAT_VERIFIED);
     return id;
 }

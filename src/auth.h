@@ -52,6 +52,11 @@ void        auth_cache_free(auth_cache *c);
  * the path's resource). */
 const auth_identity *auth_check(worker *w, http_req *req, int vs);
 
+/* Counters for /metrics. */
+enum { AUTH_STAT_VERIFIED, AUTH_STAT_CACHED, AUTH_STAT_UNAUTHORIZED, AUTH_STAT_FORBIDDEN, AUTH_STAT_KEYS_LOADED,
+       AUTH_STAT_KEYS_FAILED, AUTH_STAT_COUNT };
+uint64_t auth_stat(int which);
+
 /* For tests and /status: how many keys an issuer has now (-1 unknown issuer). */
 long auth_issuer_keys(size_t i);
 #endif

@@ -28,6 +28,7 @@ struct worker {
     http_server *http;
     upclient    *up;
     struct auth_cache *auth;    /* verified tokens of this loop */
+    uint64_t    *calls;         /* tools/call routed, per server (relaxed atomics, read by /metrics) */
     mcp_stream  *streams;       /* open GET streams of this loop */
     size_t       n_streams;
     uint64_t     next_up_id;    /* ids of requests this loop sends upstream */

@@ -52,6 +52,7 @@ struct http_server {
     void           *close_arg;
     char            rbuf[HTTP_READ_CHUNK];  /* shared read buffer: parsing copies what it keeps */
     int             rbuf_busy;
+    uint64_t        responses[6];           /* by status class (1xx…5xx; [0] other), read by /metrics */
 };
 
 typedef struct write_req {
@@ -110,7 +111,12 @@ const char *http_req_header(const http_req *req, const char *name)
     return NULL;
 }
 
-size_t http_server_connections(const http_server *s) { return s->n_conns; }
+size_t http_server_connections(const http_server *s) { return __atomic_load_n(&s->n_conns, __ATOMIC_RELAXED); }
+
+uint64_t http_server_responses(const http_server *s, int cls)
+{
+    return cls >= 0 && cls <= 5 ? __atomic_load_n(&s->responses[cls], __ATOMIC_RELAXED) : 0;
+}
 
 static void req_free(http_req *r)
 {
@@ -255,6 +261,8 @@ static void write_head(http_req *req, int status, const char *extra, const char 
 {
     char hb[1024];
     buf h = {hb, 0, sizeof hb, sizeof hb - 1};
+    int cls = status / 100;
+    __atomic_add_fetch(&req->conn->srv->responses[cls >= 1 && cls <= 5 ? cls : 0], 1, __ATOMIC_RELAXED);
     head_build(&h, req, status, extra, ctype, clen);
     buf big;
     int heap = 0;
@@ -545,7 +553,7 @@ static void on_handle_closed(uv_handle_t *h)
     http_conn *c = h->data;
     if (--c->handles_open > 0) return;
     http_server *s = c->srv;
-    if (c->counted) s->n_conns--;
+    if (c->counted) __atomic_sub_fetch(&s->n_conns, 1, __ATOMIC_RELAXED);
     buf_free(&c->pending);
     free(c);
     if (s->closing && s->n_conns == 0 && !s->listening && s->close_cb) {
@@ -633,7 +641,7 @@ static void on_connection(uv_stream_t *ls, int status)
     c->next = s->conns;
     if (s->conns) s->conns->prev = c;
     s->conns = c;
-    s->n_conns++;
+    __atomic_add_fetch(&s->n_conns, 1, __ATOMIC_RELAXED);
     c->counted = 1;
     c->state = CS_IDLE;
     c->reading = 1;

@@ -68,6 +68,8 @@ int  http_server_listen_fd(http_server *s, int fd);
 void http_server_close(http_server *s, void (*cb)(http_server *s, void *arg), void *arg);
 void http_server_free(http_server *s);
 size_t http_server_connections(const http_server *s);
+/* Responses sent, by status class 1…5 (0: other); any thread may read them. */
+uint64_t http_server_responses(const http_server *s, int cls);
 
 const char *http_req_header(const http_req *req, const char *name);     /* first match or NULL */
 const char *http_method_str(int method);

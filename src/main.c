@@ -2,6 +2,7 @@
  * the upstream manager on the control loop, signals. */
 #include "auth.h"
 #include "catalog.h"
+#include "metrics.h"
 #include "prm.h"
 #include "config.h"
 #include "gateway.h"
@@ -55,6 +56,7 @@ static void on_signal(uv_signal_t *s, int signum)
     upmgr_stop(gw.mgr);
     gw.mgr = NULL;
     auth_stop();
+    metrics_stop();
     for (int i = 0; i < gw.n_workers; i++) server_stop_worker(&gw.workers[i]);
     uv_signal_stop(&sig_int);
     uv_signal_stop(&sig_term);
@@ -144,6 +146,7 @@ int main(int argc, char **argv)
     gw.ctl_loop = loop;
     gw.mgr = upmgr_start(&gw, loop);
     auth_start(&gw, loop);
+    metrics_start(&gw, loop);
     if (auth_enabled())
         log_info(NULL, "authentication on: %zu issuer(s), resource %s, metadata at %s", cfg->auth.n_issuers,
                  cfg->auth.resource, prm_url());
@@ -155,6 +158,7 @@ int main(int argc, char **argv)
              cfg->listen_addr, gw.n_workers, cfg->n_servers);
     uv_run(loop, UV_RUN_DEFAULT);
     for (int i = 0; i < gw.n_workers; i++) server_join_worker(&gw.workers[i]);
+    for (int i = 0; i < gw.n_workers; i++) free(gw.workers[i].calls);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     catalog_publish(NULL);

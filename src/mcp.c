@@ -275,6 +275,7 @@ static void route_named(worker *w, http_req *req, jr_msg *m, json_t *msg, const 
     size_t server = (size_t)t->server;
     json_object_set_new(holder, "name", json_string(t->up_name));   /* the upstream's own name */
     catalog_unref(c);
+    if (kind == CAT_TOOLS) __atomic_add_fetch(&w->calls[server], 1, __ATOMIC_RELAXED);
     relay_start(w, req, sid, cl, server, json_incref(msg));
 }
 

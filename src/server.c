@@ -166,6 +166,7 @@ int server_start_worker(worker *w, const http_limits *lim)
     w->http = http_server_new(&w->loop, lim, route, w);
     w->up = upclient_new(&w->loop);
     w->auth = auth_cache_new(16384);
+    w->calls = calloc(w->gw->cfg->n_servers ? w->gw->cfg->n_servers : 1, sizeof *w->calls);
     if (!w->http || !w->up || !w->auth) return -1;
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
