@@ -54,6 +54,7 @@ struct gateway {
     int              loopback;  /* bound to a loopback address: Host is checked */
     uint64_t         list_version[4]; /* bumped when a federated list changes (atomic; catalog kinds) */
     size_t           n_sse;           /* open GET streams, all loops (atomic) */
+    int              draining;        /* SIGTERM seen: /readyz answers 503 (atomic) */
     uint64_t         started;
 };
 

@@ -45,8 +45,10 @@ void health_handle(worker *w, http_req *req)
     buf b;
     buf_init(&b, (size_t)64 << 20);
     if (strcmp(p, "/readyz") == 0) {
-        int ok = n == 0 || ready > 0;
-        buf_printf(&b, "{\"ready\":%s,\"healthyServers\":%zu,\"totalServers\":%zu}", ok ? "true" : "false", ready, n);
+        int draining = __atomic_load_n(&w->gw->draining, __ATOMIC_RELAXED);
+        int ok = !draining && (n == 0 || ready > 0);
+        buf_printf(&b, "{\"ready\":%s,\"healthyServers\":%zu,\"totalServers\":%zu%s}", ok ? "true" : "false", ready, n,
+                   draining ? ",\"draining\":true" : "");
         json_reply(req, ok ? 200 : 503, &b);
     } else if (strcmp(p, "/status") == 0 || strcmp(p, "/status/") == 0) {
         buf_appends(&b, "{\"servers\":[");

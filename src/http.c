@@ -705,4 +705,12 @@ void http_server_close(http_server *s, void (*cb)(http_server *, void *), void *
     else if (s->n_conns == 0 && cb) { s->close_cb = NULL; cb(s, arg); }
 }
 
+void http_server_close_all(http_server *s)
+{
+    for (http_conn *c = s->conns, *n; c; c = n) {
+        n = c->next;
+        conn_close(c);
+    }
+}
+
 void http_server_free(http_server *s) { free(s); }

@@ -67,6 +67,8 @@ int  http_server_listen_fd(http_server *s, int fd);
 /* Stops accepting; closes idle connections; calls cb when the last connection has closed. */
 void http_server_close(http_server *s, void (*cb)(http_server *s, void *arg), void *arg);
 void http_server_free(http_server *s);
+/* Closes every connection now (the end of a drain); in-flight requests are aborted. */
+void http_server_close_all(http_server *s);
 size_t http_server_connections(const http_server *s);
 /* Responses sent, by status class 1…5 (0: other); any thread may read them. */
 uint64_t http_server_responses(const http_server *s, int cls);

@@ -52,7 +52,8 @@ static void setup_origins(const gw_config *cfg)
 
 static void on_signal(uv_signal_t *s, int signum)
 {
-    log_info(NULL, "signal %d: shutting down", signum);
+    log_info(NULL, "signal %d: draining (no new connections; calls in flight finish)", signum);
+    __atomic_store_n(&gw.draining, 1, __ATOMIC_RELAXED);
     upmgr_stop(gw.mgr);
     gw.mgr = NULL;
     auth_stop();

@@ -130,13 +130,23 @@ static void on_http_closed(http_server *s, void *arg)
     uv_close((uv_handle_t *)&w->keepalive, on_closed_handle);
 }
 
+static void on_drain_timeout(uv_timer_t *t)
+{
+    worker *w = t->data;
+    log_warn(NULL, "drain timeout: closing %zu connection(s) still open", http_server_connections(w->http));
+    http_server_close_all(w->http);
+}
+
 static void on_wake(uv_async_t *a)
 {
     worker *w = a->data;
     if (w->stopping == 1) {
+        /* drain: no new connections, GET streams told to reconnect elsewhere, calls in flight
+         * finish — for at most their upstream timeout, then whatever is left is closed */
         w->stopping = 2;
-        uv_timer_stop(&w->keepalive);
         streams_close_all(w);
+        uv_timer_stop(&w->keepalive);
+        uv_timer_start(&w->keepalive, on_drain_timeout, (uint64_t)w->gw->cfg->upstream_timeout_ms + 2000, 0);
         http_server_close(w->http, on_http_closed, w);
         return;
     }

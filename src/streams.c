@@ -328,7 +328,12 @@ void streams_close_session(worker *w, const char *sid)
     }
 }
 
+/* Shutdown: each stream gets a last event telling its client to reconnect in a second (to
+ * another replica), then ends. */
 void streams_close_all(worker *w)
 {
-    while (w->streams) stream_end(w->streams);
+    while (w->streams) {
+        http_stream_write(w->streams->req, "retry: 1000\n\n", 13);
+        stream_end(w->streams);
+    }
 }
