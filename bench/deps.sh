@@ -39,8 +39,14 @@ major=$(node -p 'process.versions.node.split(".")[0]')
 
 B="$ROOT/bench"
 stamp="$B/node_modules/.package-lock.json"
-if [ ! -f "$stamp" ] || [ "$B/package.json" -nt "$stamp" ] || { [ -f "$B/package-lock.json" ] && [ "$B/package-lock.json" -nt "$stamp" ]; }; then
+# the peers must start, not only be present: a partial node_modules (say, one committed to git
+# without its ignored build/ directories) is installed again from scratch
+peers_run() {
+    (cd "$B" && node node_modules/supergateway/dist/index.js --help && node node_modules/mcp-proxy/dist/bin/mcp-proxy.mjs --help) >/dev/null 2>&1
+}
+if [ ! -f "$stamp" ] || [ "$B/package.json" -nt "$stamp" ] || { [ -f "$B/package-lock.json" ] && [ "$B/package-lock.json" -nt "$stamp" ]; } || ! peers_run; then
     echo "bench/deps.sh: installing the npm peers in bench/node_modules" >&2
+    rm -rf "$B/node_modules"
     log=$(mktemp)
     if [ -f "$B/package-lock.json" ]; then cmd=(npm ci); else cmd=(npm install); fi
     if ! (cd "$B" && "${cmd[@]}" --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
@@ -48,5 +54,6 @@ if [ ! -f "$stamp" ] || [ "$B/package.json" -nt "$stamp" ] || { [ -f "$B/package
     fi
     rm -f "$log"
     touch "$stamp"
+    peers_run || die "the npm peers do not start after npm install (see: cd bench && node node_modules/supergateway/dist/index.js --help)"
 fi
 exit 0

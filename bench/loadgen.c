@@ -689,6 +689,7 @@ static void conn_ready(conn *c)
     if (O.mode == M_THROUGHPUT) {
         if (t_start && !stopping) send_req(c, R_CALL, now_ns());
     } else if (O.mode == M_RATE) {
+        if (!t_start) return;   /* before the start (a reconnect while the others initialize) */
         if (bl_head != bl_tail && !stopping) {
             uint64_t t = backlog[bl_head];
             bl_head = (bl_head + 1) % bl_cap;
@@ -1302,6 +1303,12 @@ static void run_startup(void)
         printf("},\"all_expected_ms\":%.3f", median(all_ms, runs));
     }
     printf(",\"connect_ms_median\":%.3f,\"healthz_ms_median\":%.3f}\n", median(conn_ms, runs), median(hm, runs));
+    fflush(stdout);
+    free(conn_ms);
+    free(health_ms);
+    free(exp_ms);
+    free(all_ms);
+    free(expcopy);
 }
 
 /* ---- main ----------------------------------------------------------------------------------------------------- */

@@ -6,6 +6,8 @@
 #   nginx         loadgen → nginx (proxy_pass, upstream keep-alive) → backend
 #   gateway       loadgen → build/mcp-gateway --workers 1 → backend       (also --workers 2)
 #   gateway_auth  the same with JWT validation (RS256 tokens from a local key, JWKS from nginx)
+#   gateway_stdio the gateway in front of the stdio backend below (servers[].command), when the
+#                 build serves stdio upstreams (detected; skipped otherwise)
 #   peer          loadgen → npm MCP proxy (mcp-proxy, supergateway) → stdio backend (bench/stdio-echo:
 #                 both peers only front stdio servers)
 # and the gateway alone: 20,000 sessions, 5,000 SSE streams with one notification fanned out,
@@ -14,8 +16,13 @@
 # CPU layout (the same for every contender; override with BENCH_PROXY_CPU / BENCH_CLIENT_CPU):
 #   cpu 0: the proxy under test (nginx worker, gateway, node peer)
 #   cpu 1: the load generator and the backend(s)
+# Every process of the run (this script's children) runs at nice BENCH_NICE (default -10 as root):
+# the same priority for every contender, above the machine's other work, which on a shared
+# machine otherwise takes the proxy's core in bursts.
 # Output: a table on stdout, bench/results/latest.json (and latest.txt, latest-raw.jsonl).
-# Environment: BUILD (default build), BENCH_KEEP=1 keeps the temporary directory (logs).
+# Environment: BUILD (default build), BENCH_KEEP=1 keeps the temporary directory (logs),
+# BENCH_NICE, BENCH_PROXY_CPU, BENCH_CLIENT_CPU, BENCH_CONNS, BENCH_SESSIONS, BENCH_STREAMS,
+# BENCH_COMMIT (what was measured, when not run from a git checkout). See docs/performance.md.
 set -euo pipefail
 
 MODE=${1:-quick}
@@ -33,9 +40,11 @@ BACKEND_CPU=$CLIENT_CPU
 if [ "$MODE" = full ]; then
     DUR=10; WARM=1; REPS=3; RATE_DUR=6; RATE_REPS=3; STARTUP_RUNS=20; FANOUT_RUNS=3; JWT_S=4; WRK=1
 else
-    DUR=2; WARM=0.5; REPS=1; RATE_DUR=2; RATE_REPS=1; STARTUP_RUNS=5; FANOUT_RUNS=1; JWT_S=1; WRK=0
+    DUR=1.5; WARM=0.3; REPS=1; RATE_DUR=1.5; RATE_REPS=1; STARTUP_RUNS=5; FANOUT_RUNS=1; JWT_S=1; WRK=0
 fi
 CONNS=${BENCH_CONNS:-32}
+NICE=${BENCH_NICE:-$([ "$(id -u)" = 0 ] && echo -10 || echo 0)}
+[ "$NICE" = 0 ] || renice -n "$NICE" -p $$ >/dev/null 2>&1 || NICE=0
 SESSIONS=${BENCH_SESSIONS:-20000}
 STREAMS=${BENCH_STREAMS:-5000}
 T0=$(date +%s)
@@ -63,7 +72,6 @@ export GATEWAY_SIGNING_KEY=${GATEWAY_SIGNING_KEY:-bench-signing-key-0123456789ab
 
 # ---- processes ------------------------------------------------------------------------------------
 PIDS=()
-NAMES=()
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -93,13 +101,27 @@ start() {
     setsid taskset -c "$cpu" "$@" >"$TMP/logs/$name.log" 2>&1 </dev/null &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
-    NAMES+=("$name")
 }
-stop() {   # stop PID: TERM to its group, wait up to 3 s
-    local p=$1
-    kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL -- "-$p" 2>/dev/null || true
+stop() {   # stop PID...: TERM to their groups, wait up to 3 s, then KILL
+    local p left
+    for p in "$@"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
+    for _ in $(seq 30); do
+        left=0
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && left=1; done
+        [ $left -eq 0 ] && { forget "$@"; return 0; }
+        sleep 0.1
+    done
+    for p in "$@"; do kill -KILL -- "-$p" 2>/dev/null || true; done
+    forget "$@"
+}
+forget() {   # forget PID...: no longer ours to stop at exit (their ids may be reused)
+    local keep=() p q drop
+    for p in "${PIDS[@]}"; do
+        drop=0
+        for q in "$@"; do [ "$p" = "$q" ] && drop=1; done
+        [ $drop -eq 0 ] && keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
 }
 alive() { kill -0 "$1" 2>/dev/null || die "$2 died; its log: $TMP/logs/$2.log ($(tail -3 "$TMP/logs/$2.log" 2>/dev/null | tr '\n' ' '))"; }
 
@@ -134,17 +156,35 @@ wait_ready() {  # wait_ready URL PID NAME: HTTP 200
     die "$3: $1 never answered 200"
 }
 
+# check_port PORT PID NAME: nobody but PID (and its children) listens on PORT. The gateway binds
+# with SO_REUSEPORT, so another process of the same user can bind the same port later and the
+# kernel then splits the connections between the two: a benchmark on a shared machine must look.
+check_port() {
+    command -v ss >/dev/null 2>&1 || return 0
+    local o
+    for o in $(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | sed 's/pid=//' | sort -u); do
+        [ "$o" = "$2" ] && continue
+        [ "$(ps -o ppid= -p "$o" 2>/dev/null | tr -d ' ')" = "$2" ] && continue
+        die "port $1 ($3) is also listened on by pid $o ($(ps -o args= -p "$o" 2>/dev/null | cut -c1-100)), which bound it with SO_REUSEPORT: rerun"
+    done
+}
+
 # record KEY JSON: one line of raw results
 record() { printf '{"key":"%s","data":%s}\n' "$1" "$2" >>"$RAW"; }
 
 # ---- machine -----------------------------------------------------------------------------------------
 CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+# what was measured: BENCH_COMMIT, or the checkout's commit (+dirty when src/ has local changes)
+if [ -n "${BENCH_COMMIT:-}" ]; then COMMIT=$BENCH_COMMIT
+elif git rev-parse --git-dir >/dev/null 2>&1; then
+    COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src 2>/dev/null || echo +dirty)
+else COMMIT=unknown; fi
 read -r LOAD1 _ < /proc/loadavg
-record machine "$(printf '{"nproc":%s,"cpu_model":"%s","kernel":"%s","mem_kb":%s,"loadavg_start":%s,"mode":"%s","proxy_cpu":%s,"client_cpu":%s,"backend_cpu":%s,"conns":%s,"duration_s":%s,"warmup_s":%s,"reps":%s,"nginx":"%s","node":"%s","date":"%s","commit":"%s"}' \
-    "$NPROC" "$CPU_MODEL" "$(uname -r)" "$(awk '/MemTotal/{print $2}' /proc/meminfo)" "$LOAD1" "$MODE" "$PROXY_CPU" "$CLIENT_CPU" \
+record machine "$(printf '{"nproc":%s,"nice":%s,"cpu_model":"%s","kernel":"%s","mem_kb":%s,"loadavg_start":%s,"mode":"%s","proxy_cpu":%s,"client_cpu":%s,"backend_cpu":%s,"conns":%s,"duration_s":%s,"warmup_s":%s,"reps":%s,"nginx":"%s","node":"%s","date":"%s","commit":"%s"}' \
+    "$NPROC" "$NICE" "$CPU_MODEL" "$(uname -r)" "$(awk '/MemTotal/{print $2}' /proc/meminfo)" "$LOAD1" "$MODE" "$PROXY_CPU" "$CLIENT_CPU" \
     "$BACKEND_CPU" "$CONNS" "$DUR" "$WARM" "$REPS" "$($NGINX -v 2>&1 | sed 's/.*nginx\///')" "$(node --version)" \
-    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet -- src 2>/dev/null || echo +dirty)")"
-log "mode $MODE: $NPROC cpus ($CPU_MODEL), proxy on cpu $PROXY_CPU, loadgen and backend on cpu $CLIENT_CPU, load average $LOAD1"
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$COMMIT")"
+log "mode $MODE: $NPROC cpus ($CPU_MODEL), proxy on cpu $PROXY_CPU, loadgen and backend on cpu $CLIENT_CPU, nice $NICE, load average $LOAD1"
 
 # ---- the backend(s) ----------------------------------------------------------------------------------
 pick_port P_BACKEND
@@ -152,6 +192,17 @@ start backend "$BACKEND_CPU" "$BIN/mcp-example-server" --port "$P_BACKEND" --nam
 BACKEND_PID=$LAST_PID
 wait_port "$P_BACKEND" "$BACKEND_PID" backend
 BACKEND_URL=http://127.0.0.1:$P_BACKEND/mcp
+
+# peers: npm MCP proxies in front of the stdio backend (neither fronts an HTTP server); node starts
+# slowly, so they start first and are waited for later
+pick_port P_MP; pick_port P_SG
+STDIO_CMD="taskset -c $BACKEND_CPU $BIN/stdio-echo"
+start peer_mcp-proxy "$PROXY_CPU" node bench/node_modules/mcp-proxy/dist/bin/mcp-proxy.mjs --port "$P_MP" \
+    --host 127.0.0.1 --server stream --no-eventStore -- taskset -c "$BACKEND_CPU" "$BIN/stdio-echo"
+MP_PID=$LAST_PID
+start peer_supergateway "$PROXY_CPU" node bench/node_modules/supergateway/dist/index.js --stdio "$STDIO_CMD" \
+    --outputTransport streamableHttp --stateful --port "$P_SG" --logLevel none
+SG_PID=$LAST_PID
 
 # ---- keys and the auxiliary nginx (static JWKS; the slow upstream of the fan-out test) --------------
 mkdir -p "$TMP/keys" "$TMP/www"
@@ -182,16 +233,18 @@ $2
 }
 EOF
 }
+# the slow upstream: the backend behind nginx delaying every request to 5 per second
 nginx_conf "$TMP/nginx-aux" "  types { application/json json; }
+  limit_req_zone \$server_port zone=slow:1m rate=5r/s;
   server { listen 127.0.0.1:$P_AUX; root $TMP/www; }
   server {
     listen 127.0.0.1:$P_SLOW;
     location / {
+      limit_req zone=slow burst=100;
       proxy_pass http://127.0.0.1:$P_BACKEND;
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";
       proxy_buffering off;
-      limit_rate 2k;
     }
   }"
 start nginx-aux "$BACKEND_CPU" "$NGINX" -c "$TMP/nginx-aux/nginx.conf" -e "$TMP/nginx-aux/error.log"
@@ -240,12 +293,37 @@ auth:
       jwksUri: http://127.0.0.1:$P_AUX/jwks.json
 EOF
 gw_start gateway_auth "$P_GWA" 1 "$TMP/gateway-auth.yaml" OAUTH_RESOURCE="$RESOURCE"; GWA_PID=$LAST_PID
+# the gateway in front of the peers' stdio backend (servers[].command), when this build has it
+cat >"$TMP/gateway-stdio.yaml" <<EOF
+servers:
+  - name: stdio
+    command: taskset
+    args: ["-c", "$BACKEND_CPU", "$BIN/stdio-echo"]
+    prefix: s_
+EOF
+pick_port P_GWS1
+GWS_PID=
+if "$BIN/mcp-gateway" --mcp-gateway-config "$TMP/gateway-stdio.yaml" --check-config >/dev/null 2>&1; then
+    gw_start gateway_stdio "$P_GWS1" 1 "$TMP/gateway-stdio.yaml"; GWS_PID=$LAST_PID
+fi
 TOKEN=$("$BIN/jwtkit" mint "$TMP/keys" RS256 "$ISSUER" "$RESOURCE" 7200)
 AUTH_HDR="Authorization: Bearer $TOKEN"
 
 wait_ready "http://127.0.0.1:$P_GW1/readyz" "$GW1_PID" gateway
 wait_ready "http://127.0.0.1:$P_GW2/readyz" "$GW2_PID" gateway_w2
 wait_ready "http://127.0.0.1:$P_GWA/readyz" "$GWA_PID" gateway_auth
+if [ -n "$GWS_PID" ]; then
+    deadline=$((SECONDS + 3))
+    while [ $SECONDS -lt $deadline ]; do
+        [ "$(curl -s -m 1 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_GWS1/readyz")" = 200 ] && break
+        sleep 0.1
+    done
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_GWS1/readyz")" != 200 ]; then
+        log "gateway_stdio: this build does not serve stdio upstreams ($(grep -m1 -o 'warn .*' "$TMP/logs/gateway_stdio.log" | cut -c1-100)); not measured"
+        stop "$GWS_PID"
+        GWS_PID=
+    fi
+fi
 # the auth gateway fetches its JWKS in the background: wait until a token is accepted
 for i in $(seq 100); do
     "$LG" --mode init --port "$P_GWA" --header "$AUTH_HDR" >/dev/null 2>&1 && break
@@ -258,15 +336,6 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$RESOURCE" -H 'content-ty
        -H 'accept: application/json, text/event-stream' -d '{"jsonrpc":"2.0","id":1,"method":"ping"}')
 [ "$code" = 401 ] || die "gateway_auth answered $code without a token (expected 401)"
 
-# peers: npm MCP proxies in front of the stdio backend (neither fronts an HTTP server)
-pick_port P_MP; pick_port P_SG
-STDIO_CMD="taskset -c $BACKEND_CPU $BIN/stdio-echo"
-start peer_mcp-proxy "$PROXY_CPU" node bench/node_modules/mcp-proxy/dist/bin/mcp-proxy.mjs --port "$P_MP" \
-    --host 127.0.0.1 --server stream --no-eventStore -- taskset -c "$BACKEND_CPU" "$BIN/stdio-echo"
-MP_PID=$LAST_PID
-start peer_supergateway "$PROXY_CPU" node bench/node_modules/supergateway/dist/index.js --stdio "$STDIO_CMD" \
-    --outputTransport streamableHttp --stateful --port "$P_SG" --logLevel none
-SG_PID=$LAST_PID
 wait_port "$P_MP" "$MP_PID" peer_mcp-proxy
 wait_port "$P_SG" "$SG_PID" peer_supergateway
 log "backend :$P_BACKEND, nginx :$P_NGINX, gateway :$P_GW1 (w1) :$P_GW2 (w2) :$P_GWA (auth), mcp-proxy :$P_MP, supergateway :$P_SG"
@@ -279,6 +348,7 @@ CONTENDERS=(
     "gateway|$P_GW1|b_echo|$GW1_PID"
     "gateway_w2|$P_GW2|b_echo|$GW2_PID"
     "gateway_auth|$P_GWA|b_echo|$GWA_PID"
+    ${GWS_PID:+"gateway_stdio|$P_GWS1|s_echo|$GWS_PID"}
     "peer_mcp-proxy|$P_MP|echo|$MP_PID"
     "peer_supergateway|$P_SG|echo|$SG_PID"
 )
@@ -291,13 +361,22 @@ loadgen() {   # loadgen NAME PORT TOOL PID MODE-ARGS...
     taskset -c "$CLIENT_CPU" "$LG" --port "$port" --tool "$tool" "${hdr[@]}" "${cpu[@]}" --cpu-pid "backend=$BACKEND_PID" \
         --label "$name" "$@" 2>>"$TMP/logs/loadgen.log"
 }
+check_ports() {
+    for c in "${CONTENDERS[@]}"; do
+        IFS='|' read -r name port tool pid <<<"$c"
+        [ -n "$pid" ] || pid=$BACKEND_PID
+        [ "$name" = nginx ] && pid=$NGINX_MASTER
+        check_port "$port" "$pid" "$name"
+    done
+}
+check_ports
 declare -A PEAK
 for rep in $(seq "$REPS"); do
     for c in "${CONTENDERS[@]}"; do
         IFS='|' read -r name port tool pid <<<"$c"
         [ -n "$pid" ] && alive "$pid" "$name"
         out=$(loadgen "$name" "$port" "$tool" "$pid" --mode throughput --conns "$CONNS" --duration "$DUR" --warmup "$WARM") ||
-            die "loadgen failed against $name (see $TMP/logs/loadgen.log)"
+            die "loadgen failed against $name (exit status $?; see $TMP/logs/loadgen.log)"
         record "tp.$name" "$out"
         rps=$(sed -n 's/.*"rps":\([0-9.]*\).*/\1/p' <<<"$out")
         errs=$(sed -n 's/.*"errors":\([0-9]*\).*/\1/p' <<<"$out")
@@ -316,13 +395,15 @@ for rep in $(seq "$RATE_REPS"); do
         r=$RATE
         case "$name" in peer_*) r=$(awk -v p="${PEAK[$name]}" 'BEGIN{r=int(p/2); if (r<10) r=10; print r}') ;; esac
         # the peers and --workers 2: once, in the full run only
-        case "$name" in peer_*|gateway_w2) [ "$MODE" = quick ] || [ "$rep" -gt 1 ] && continue ;; esac
+        case "$name" in peer_*|gateway_w2|gateway_stdio) [ "$MODE" = quick ] || [ "$rep" -gt 1 ] && continue ;; esac
         out=$(loadgen "$name" "$port" "$tool" "$pid" --mode rate --rate "$r" --conns 64 --duration "$RATE_DUR" --warmup "$WARM") ||
-            die "loadgen (rate) failed against $name"
+            die "loadgen (rate) failed against $name (exit status $?; see $TMP/logs/loadgen.log)"
         record "lat.$name" "$out"
         log "latency $name at $r/s (rep $rep/$RATE_REPS): p50 $(sed -n 's/.*"p50_us":\([0-9.]*\).*/\1/p' <<<"$out") µs, p99 $(sed -n 's/.*"p99_us":\([0-9.]*\).*/\1/p' <<<"$out") µs, achieved $(sed -n 's/.*"rps":\([0-9.]*\).*/\1/p' <<<"$out")/s"
     done
 done
+
+check_ports
 
 # peak RSS of the proxies after the load
 for c in "${CONTENDERS[@]}"; do
@@ -353,7 +434,7 @@ EOF
 fi
 
 # the load contenders are done: stop them so the memory tests run on a quiet machine
-for p in "$MP_PID" "$SG_PID" "$GW2_PID" "$GWA_PID" "$NGINX_MASTER" "$GW1_PID"; do stop "$p"; done
+stop "$MP_PID" "$SG_PID" "$GW2_PID" "$GWA_PID" "$NGINX_MASTER" "$GW1_PID" $GWS_PID
 
 # ---- sessions and SSE streams, on a fresh gateway ------------------------------------------------------------
 pick_port P_GWM
@@ -388,7 +469,7 @@ out=$("$LG" --mode startup --port "$P_GWS" --runs "$STARTUP_RUNS" --cpu "$PROXY_
 record startup_nginx "$out"
 log "start-up baselines: example server $(sed -n 's/.*"connect_ms_median":\([0-9.]*\).*/\1/p' <<<"$(grep startup_example "$RAW")") ms, nginx $(sed -n 's/.*"connect_ms_median":\([0-9.]*\).*/\1/p' <<<"$out") ms"
 
-# ---- fan-out: tools/list over 10 upstreams (9 example servers, 1 behind nginx limit_rate 2k) -----------------
+# ---- fan-out: tools/list over 10 upstreams (9 example servers, 1 behind nginx limit_req 5 r/s) ---------------
 {
     echo "servers:"
     for i in $(seq 0 8); do
@@ -417,10 +498,11 @@ for i in $(seq 300); do   # until the slow upstream is listed too
     sleep 0.05
 done
 [ "${n:-0}" = 10 ] || die "gateway_fanout: only ${n:-0} of 10 upstreams became ready"
-out=$(taskset -c "$CLIENT_CPU" "$LG" --mode throughput --method tools/list --port "$P_GWF" --conns 1 --duration "$DUR" \
+LIST_DUR=$DUR; [ "$MODE" = quick ] && LIST_DUR=1
+out=$(taskset -c "$CLIENT_CPU" "$LG" --mode throughput --method tools/list --port "$P_GWF" --conns 1 --duration "$LIST_DUR" \
       --warmup "$WARM" --cpu-pid "proxy=$GWF_PID" --label fanout_1conn 2>>"$TMP/logs/loadgen.log") || die "loadgen (tools/list) failed"
 record fanout_cached_1 "$out"
-out=$(taskset -c "$CLIENT_CPU" "$LG" --mode throughput --method tools/list --port "$P_GWF" --conns "$CONNS" --duration "$DUR" \
+out=$(taskset -c "$CLIENT_CPU" "$LG" --mode throughput --method tools/list --port "$P_GWF" --conns "$CONNS" --duration "$LIST_DUR" \
       --warmup "$WARM" --cpu-pid "proxy=$GWF_PID" --label fanout 2>>"$TMP/logs/loadgen.log") || die "loadgen (tools/list) failed"
 record fanout_cached "$out"
 log "fan-out cached: tools/list $(sed -n 's/.*"rps":\([0-9.]*\).*"us_per_call":\([0-9.]*\).*/\1 lists\/s, \2 µs CPU each/p' <<<"$out")"
