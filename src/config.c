@@ -541,12 +541,366 @@ static int check_transport(yctx *c, yaml_node_t *n, gw_server_cfg *s)
     return 0;
 }
 
+/* ==== upstream credentials ====================================================================
+ * servers[]: credential, credentialEnv, credentialFile, headers, tokenExchange, clientCredentials,
+ * forwardAuthorization, clientCert(File), clientKey(File), tlsServerName (docs/external-servers.md).
+ * Everything is checked as it is read, so that this section needs no hook but cred_pair (and
+ * cred_free in free_servers). Messages name keys, variables and files, never a value. */
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#define SECRET_FILE_MAX (64u << 10)
+
+int config_secret_file(const char *path, char **out, char *why, size_t whylen)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(why, whylen, "%s", strerror(errno)); return -1; }
+    char *b = malloc(SECRET_FILE_MAX + 1);
+    if (!b) oom();
+    size_t n = fread(b, 1, SECRET_FILE_MAX + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { free(b); snprintf(why, whylen, "cannot be read"); return -1; }
+    if (n > SECRET_FILE_MAX) { free(b); snprintf(why, whylen, "is larger than %u KiB", SECRET_FILE_MAX >> 10); return -1; }
+    while (n && isspace((unsigned char)b[n - 1])) n--;
+    b[n] = '\0';
+    if (!n) { free(b); snprintf(why, whylen, "is empty"); return -1; }
+    if (strlen(b) != n) { free(b); snprintf(why, whylen, "contains a NUL byte"); return -1; }
+    *out = b;
+    return 0;
+}
+
+static gw_upcred_cfg *cred_of(gw_server_cfg *s)
+{
+    if (!s->cred && !(s->cred = calloc(1, sizeof *s->cred))) oom();
+    return s->cred;
+}
+
+static void oauth_client_free(gw_oauth_client_cfg *o)
+{
+    if (!o) return;
+    free(o->token_url); free(o->client_id); free(o->client_secret); free(o->secret_file);
+    free(o->audience); free(o->scope); free(o->resource);
+    free(o);
+}
+
+static void cred_free(gw_upcred_cfg *u)
+{
+    if (!u) return;
+    free(u->cred_file);
+    config_strlist_free(&u->headers);
+    oauth_client_free(u->exchange);
+    oauth_client_free(u->client);
+    free(u->client_cert); free(u->client_key); free(u->tls_server_name);
+    free(u);
+}
+
+/* A header value: no line breaks or other control characters but tab. */
+static int cred_value_ok(const char *v)
+{
+    for (; *v; v++)
+        if ((unsigned char)*v < 0x20 ? *v != '\t' : *v == 0x7f) return 0;
+    return 1;
+}
+
+static const char *srv_name(gw_server_cfg *s) { return s->name ? s->name : "(unnamed)"; }
+
+/* A secret written inline (kind "value"), or read from the environment ("env") or a file ("file").
+ * pem: the value is PEM text (line breaks allowed), not a header value. */
+static int cred_secret_any(yctx *c, gw_server_cfg *s, yaml_node_t *v, const char *key, const char *kind, char **dst,
+                           char **file, int pem)
+{
+    char *t = NULL;
+    if (get_str(c, key, v, &t) < 0) return -1;
+    if (!t) return yerr(c, v, "server '%s': '%s' is empty", srv_name(s), key);
+    char *val = NULL, why[128];
+    if (!strcmp(kind, "env")) {
+        if (!env_name_ok(t)) { free(t); return yerr(c, v, "server '%s': '%s' must name an environment variable", srv_name(s), key); }
+        const char *e = getenv(t);
+        if (!e || !*e) {
+            yerr(c, v, "server '%s': %s: environment variable %s is not set", srv_name(s), key, t);
+            free(t);
+            return -1;
+        }
+        val = xstrdup(e);
+        while (*val && isspace((unsigned char)val[strlen(val) - 1])) val[strlen(val) - 1] = '\0';
+        free(t);
+    } else if (!strcmp(kind, "file")) {
+        if (config_secret_file(t, &val, why, sizeof why) < 0) {
+            yerr(c, v, "server '%s': %s: %s %s", srv_name(s), key, t, why);
+            free(t);
+            return -1;
+        }
+        if (file) { free(*file); *file = t; } else free(t);
+    } else {
+        val = t;
+    }
+    if (!pem && !cred_value_ok(val)) {
+        free(val);
+        return yerr(c, v, "server '%s': the value of '%s' contains a line break or a control character", srv_name(s), key);
+    }
+    free(*dst);
+    *dst = val;
+    return 0;
+}
+
+static int cred_secret(yctx *c, gw_server_cfg *s, yaml_node_t *v, const char *key, const char *kind, char **dst,
+                       char **file)
+{
+    return cred_secret_any(c, s, v, key, kind, dst, file, 0);
+}
+
+/* credential, credentialEnv, credentialFile and clientCredentials: one credential of the gateway's. */
+static int cred_gateway_source(yctx *c, gw_server_cfg *s, yaml_node_t *k, const char *key)
+{
+    gw_upcred_cfg *u = cred_of(s);
+    const char *other = u->cred_key ? u->cred_key : u->client ? "clientCredentials" : NULL;
+    if (other && strcasecmp(other, key) != 0)
+        return yerr(c, k, "server '%s': '%s' and '%s' (line %d) both give the gateway's credential: keep one",
+                    srv_name(s), key, other, u->cred_line);
+    u->cred_line = (int)LINE(k);
+    return 0;
+}
+
+static int cred_user_source(yctx *c, gw_server_cfg *s, yaml_node_t *k, const char *key)
+{
+    gw_upcred_cfg *u = cred_of(s);
+    const char *other = u->exchange ? "tokenExchange" : u->forward ? "forwardAuthorization" : NULL;
+    if (other && strcasecmp(other, key) != 0)
+        return yerr(c, k, "server '%s': '%s' and '%s' both choose the caller's credential: keep one", srv_name(s), key,
+                    other);
+    return 0;
+}
+
+typedef struct oauth_ctx {
+    gw_server_cfg       *s;
+    gw_oauth_client_cfg *o;
+    const char          *block;   /* "tokenExchange" or "clientCredentials" */
+    int                  secret_line;
+} oauth_ctx;
+
+static int oauth_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    oauth_ctx *x = obj;
+    gw_oauth_client_cfg *o = x->o;
+    if (!strcasecmp(key, "tokenUrl")) {
+        if (get_str(c, key, v, &o->token_url) < 0) return -1;
+        if (o->token_url && !url_ok(o->token_url))
+            return yerr(c, v, "server '%s': %s.tokenUrl must start with http:// or https://", srv_name(x->s), x->block);
+        return 0;
+    }
+    if (!strcasecmp(key, "clientId")) return get_str(c, key, v, &o->client_id);
+    if (!strcasecmp(key, "clientSecret") || !strcasecmp(key, "clientSecretEnv") || !strcasecmp(key, "clientSecretFile")) {
+        if (x->secret_line)
+            return yerr(c, k, "server '%s': %s has two client secrets (line %d): keep one", srv_name(x->s), x->block,
+                        x->secret_line);
+        x->secret_line = (int)LINE(k);
+        const char *kind = !strcasecmp(key, "clientSecret") ? "value" : !strcasecmp(key, "clientSecretEnv") ? "env" : "file";
+        return cred_secret(c, x->s, v, key, kind, &o->client_secret, !strcmp(kind, "file") ? &o->secret_file : NULL);
+    }
+    if (!strcasecmp(key, "clientAuth")) {
+        const char *a = v->type == YAML_SCALAR_NODE ? sval(v) : "";
+        if (!strcasecmp(a, "client_secret_basic") || !strcasecmp(a, "basic")) o->auth_post = 0;
+        else if (!strcasecmp(a, "client_secret_post") || !strcasecmp(a, "post")) o->auth_post = 1;
+        else return yerr(c, v, "server '%s': %s.clientAuth must be client_secret_basic or client_secret_post",
+                         srv_name(x->s), x->block);
+        return 0;
+    }
+    if (!strcasecmp(key, "audience")) return get_str(c, key, v, &o->audience);
+    if (!strcasecmp(key, "scope")) return get_str(c, key, v, &o->scope);
+    if (!strcasecmp(key, "resource")) {
+        if (get_str(c, key, v, &o->resource) < 0) return -1;
+        if (o->resource && !url_ok(o->resource))
+            return yerr(c, v, "server '%s': %s.resource must be an absolute http(s) URI", srv_name(x->s), x->block);
+        return 0;
+    }
+    return yerr(c, k, "unknown key '%s' in %s (tokenUrl, clientId, clientSecret, clientSecretEnv, clientSecretFile, "
+                      "clientAuth, audience, scope, resource)", key, x->block);
+}
+
+static int cred_oauth(yctx *c, gw_server_cfg *s, yaml_node_t *k, const char *key, yaml_node_t *v,
+                      gw_oauth_client_cfg **dst, const char *block)
+{
+    if (is_null(v)) return 0;
+    if (v->type != YAML_MAPPING_NODE)
+        return yerr(c, v, "server '%s': '%s' must be a mapping (tokenUrl, clientId, clientSecret…)", srv_name(s), key);
+    oauth_client_free(*dst);
+    gw_oauth_client_cfg *o = *dst = calloc(1, sizeof *o);
+    if (!o) oom();
+    o->line = (int)LINE(k);
+    oauth_ctx x = {.s = s, .o = o, .block = block};
+    if (each_pair(c, v, &x, oauth_pair) < 0) return -1;
+    if (!o->token_url) return yerr(c, v, "server '%s': %s needs tokenUrl (the IdP's token endpoint)", srv_name(s), x.block);
+    if (!o->client_id) return yerr(c, v, "server '%s': %s needs clientId (the gateway's client at the IdP)", srv_name(s), x.block);
+    return 0;
+}
+
+/* PEM checks, so that --check-config finds what start would not load. */
+static int pem_has(const char *pem, int key)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    void *p = NULL;
+    if (b) p = key ? (void *)PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : (void *)PEM_read_bio_X509(b, NULL, NULL, NULL);
+    int ok = p != NULL;
+    if (key) EVP_PKEY_free(p); else X509_free(p);
+    BIO_free(b);
+    ERR_clear_error();
+    return ok;
+}
+
+static int pem_pair_ok(const char *cert, const char *key)
+{
+    BIO *bc = BIO_new_mem_buf(cert, -1), *bk = BIO_new_mem_buf(key, -1);
+    X509 *x = bc ? PEM_read_bio_X509(bc, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *k = bk ? PEM_read_bio_PrivateKey(bk, NULL, NULL, NULL) : NULL;
+    int ok = x && k && X509_check_private_key(x, k) == 1;
+    X509_free(x); EVP_PKEY_free(k); BIO_free(bc); BIO_free(bk);
+    ERR_clear_error();
+    return ok;
+}
+
+static int cred_tls(yctx *c, gw_server_cfg *s, yaml_node_t *v, const char *key)
+{
+    gw_upcred_cfg *u = cred_of(s);
+    int is_key = !strncasecmp(key, "clientKey", 9), file = strlen(key) > (size_t)(is_key ? 9 : 10);
+    char **dst = is_key ? &u->client_key : &u->client_cert;
+    if (cred_secret_any(c, s, v, key, file ? "file" : "value", dst, NULL, 1) < 0) return -1;
+    if (!pem_has(*dst, is_key))
+        return yerr(c, v, "server '%s': %s is not a PEM %s", srv_name(s), key, is_key ? "private key" : "certificate");
+    if (!is_key && !u->client_key && pem_has(*dst, 1)) u->client_key = xstrdup(*dst);   /* both in one PEM */
+    if (u->client_cert && u->client_key && !pem_pair_ok(u->client_cert, u->client_key))
+        return yerr(c, v, "server '%s': the client key does not belong to the client certificate", srv_name(s));
+    return 0;
+}
+
+/* Request headers the gateway writes itself, or that would change the connection. */
+static int header_reserved(const char *n)
+{
+    static const char *const r[] = {"host", "content-type", "content-length", "transfer-encoding", "connection",
+                                    "accept", "expect", "upgrade", "te", "trailer", "keep-alive", "authorization",
+                                    "mcp-session-id", "mcp-protocol-version", "last-event-id", "proxy-authorization",
+                                    "proxy-connection"};
+    for (size_t i = 0; i < sizeof r / sizeof *r; i++)
+        if (!strcasecmp(n, r[i])) return 1;
+    return 0;
+}
+
+static int header_name_ok(const char *n)
+{
+    if (!*n) return 0;
+    for (; *n; n++)
+        if (!isalnum((unsigned char)*n) && !strchr("!#$%&'*+-.^_`|~", *n)) return 0;
+    return 1;
+}
+
+static int cred_headers(yctx *c, gw_server_cfg *s, yaml_node_t *v)
+{
+    gw_upcred_cfg *u = cred_of(s);
+    config_strlist_free(&u->headers);
+    if (is_null(v)) return 0;
+    if (v->type != YAML_MAPPING_NODE) return yerr(c, v, "server '%s': 'headers' must be a mapping Name: value", srv_name(s));
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key), *e = yaml_document_get_node(c->doc, p->value);
+        if (k->type != YAML_SCALAR_NODE || !header_name_ok(sval(k)))
+            return yerr(c, k, "server '%s': a header name must be an HTTP token", srv_name(s));
+        const char *name = sval(k);
+        if (header_reserved(name))
+            return yerr(c, k, "server '%s': header '%s' is the gateway's own%s", srv_name(s), name,
+                        !strcasecmp(name, "authorization") ? " (use credential, credentialEnv or credentialFile)" : "");
+        char *val = NULL;
+        if (e->type == YAML_MAPPING_NODE) {   /* {value: …} | {env: VAR} | {file: /path} */
+            if (e->data.mapping.pairs.top - e->data.mapping.pairs.start != 1)
+                return yerr(c, e, "server '%s': header '%s' must be a string or one of {value: …}, {env: VAR}, {file: PATH}",
+                            srv_name(s), name);
+            yaml_node_t *kk = yaml_document_get_node(c->doc, e->data.mapping.pairs.start->key),
+                        *vv = yaml_document_get_node(c->doc, e->data.mapping.pairs.start->value);
+            const char *kind = kk->type == YAML_SCALAR_NODE ? sval(kk) : "";
+            kind = !strcasecmp(kind, "value") ? "value" : !strcasecmp(kind, "env") ? "env" : !strcasecmp(kind, "file") ? "file" : NULL;
+            if (!kind) return yerr(c, kk, "server '%s': header '%s': the source must be value, env or file", srv_name(s), name);
+            if (cred_secret(c, s, vv, name, kind, &val, NULL) < 0) return -1;
+        } else {
+            if (e->type != YAML_SCALAR_NODE) return yerr(c, e, "server '%s': header '%s' must be a string", srv_name(s), name);
+            if (cred_secret(c, s, e, name, "value", &val, NULL) < 0) return -1;
+        }
+        for (size_t i = 0; i < u->headers.n; i++) {
+            size_t nl = strcspn(u->headers.v[i], ":");
+            if (nl == strlen(name) && !strncasecmp(u->headers.v[i], name, nl)) {
+                free(val);
+                return yerr(c, k, "server '%s': header '%s' is given twice", srv_name(s), name);
+            }
+        }
+        size_t n = strlen(name) + strlen(val) + 3;
+        char *line = malloc(n);
+        if (!line) oom();
+        snprintf(line, n, "%s: %s", name, val);
+        free(val);
+        strlist_add(&u->headers, line);
+    }
+    return 0;
+}
+
+/* The hook: 1 when key is not one of this section's (the caller goes on), else 0 or -1. */
+static int cred_pair(yctx *c, gw_server_cfg *s, yaml_node_t *k, const char *key, yaml_node_t *v)
+{
+    if (!strcasecmp(key, "credential") || !strcasecmp(key, "credentialEnv") || !strcasecmp(key, "credentialFile")) {
+        if (cred_gateway_source(c, s, k, key) < 0) return -1;
+        gw_upcred_cfg *u = cred_of(s);
+        const char *kind = !strcasecmp(key, "credential") ? "value" : !strcasecmp(key, "credentialEnv") ? "env" : "file";
+        if (!strcmp(kind, "value") && is_null(v)) {   /* Kuadrant writes credential: "" for none */
+            free(s->credential);
+            s->credential = NULL;
+            u->cred_key = NULL;
+            return 0;
+        }
+        if (cred_secret(c, s, v, key, kind, &s->credential, !strcmp(kind, "file") ? &u->cred_file : NULL) < 0) return -1;
+        u->cred_key = !strcmp(kind, "value") ? "credential" : !strcmp(kind, "env") ? "credentialEnv" : "credentialFile";
+        return 0;
+    }
+    if (!strcasecmp(key, "clientCredentials")) {
+        if (cred_gateway_source(c, s, k, key) < 0) return -1;
+        return cred_oauth(c, s, k, key, v, &cred_of(s)->client, "clientCredentials");
+    }
+    if (!strcasecmp(key, "tokenExchange")) {
+        if (cred_user_source(c, s, k, key) < 0) return -1;
+        return cred_oauth(c, s, k, key, v, &cred_of(s)->exchange, "tokenExchange");
+    }
+    if (!strcasecmp(key, "forwardAuthorization")) {
+        int b = v->type == YAML_SCALAR_NODE ? parse_bool(sval(v)) : -1;
+        if (b < 0) return yerr(c, v, "'forwardAuthorization' must be true or false");
+        if (b && cred_user_source(c, s, k, key) < 0) return -1;
+        cred_of(s)->forward = b;
+        if (b)
+            log_warn("config", "%s:%zu: server '%s': forwardAuthorization sends the caller's own token upstream "
+                               "(token passthrough, which the MCP specification forbids); prefer tokenExchange",
+                     c->name, LINE(k), srv_name(s));
+        return 0;
+    }
+    if (!strcasecmp(key, "headers")) return cred_headers(c, s, v);
+    if (!strcasecmp(key, "clientCert") || !strcasecmp(key, "clientCertFile") || !strcasecmp(key, "clientKey") ||
+        !strcasecmp(key, "clientKeyFile"))
+        return cred_tls(c, s, v, key);
+    if (!strcasecmp(key, "tlsServerName")) {
+        gw_upcred_cfg *u = cred_of(s);
+        if (get_str(c, key, v, &u->tls_server_name) < 0) return -1;
+        for (const char *q = u->tls_server_name ? u->tls_server_name : ""; *q; q++)
+            if (!isalnum((unsigned char)*q) && *q != '-' && *q != '.')
+                return yerr(c, v, "server '%s': tlsServerName must be a DNS name", srv_name(s));
+        return 0;
+    }
+    return 1;
+}
+/* ==== end of upstream credentials ============================================================= */
+
 /* Accepted and unused: Kuadrant's discovery metadata and per-user listing. */
 static const char *const server_ignored[] = {"userSpecificList", "category", "hint", "tags"};
 
 static int server_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_node_t *v)
 {
     gw_server_cfg *s = obj;
+    int cred = cred_pair(c, s, k, key, v); if (cred != 1) return cred;   /* upstream credentials (own section) */
     if (!strcasecmp(key, "name")) {
         if (get_str(c, "name", v, &s->name) < 0) return -1;
         for (size_t i = 0; s->name && i + 1 < c->n_servers; i++)
@@ -1040,6 +1394,7 @@ static void free_servers(gw_server_cfg *s, size_t n)
         free(s[i].command); free(s[i].cwd);
         config_strlist_free(&s[i].args);
         config_strlist_free(&s[i].env);
+        cred_free(s[i].cred);   /* upstream credentials */
     }
     free(s);
 }

@@ -34,7 +34,43 @@ typedef struct gw_server_cfg {
     char      *cwd;         /* stdio: its working directory; NULL = the gateway's */
     int        per_session; /* stdio: one child per client session (perSession) */
     long       max_children;/* stdio with perSession: at most this many children (maxChildren) */
+    struct gw_upcred_cfg *cred; /* upstream credentials beyond `credential` (below); NULL = none */
 } gw_server_cfg;
+
+/* ==== upstream credentials (src/upcred.c, docs/external-servers.md) ==========================
+ * What a server's entry says about the credentials the gateway presents to it, beyond the
+ * Kuadrant `credential` (which, like credentialEnv and credentialFile, ends up resolved in
+ * gw_server_cfg.credential). Secrets are held here resolved; nothing prints them. */
+typedef struct gw_oauth_client_cfg {
+    char *token_url;        /* tokenUrl: the IdP's token endpoint (required) */
+    char *client_id;        /* clientId (required) */
+    char *client_secret;    /* clientSecret / clientSecretEnv / clientSecretFile, resolved; NULL = none */
+    char *secret_file;      /* clientSecretFile: read again when the token endpoint answers 401 */
+    int   auth_post;        /* clientAuth: client_secret_post (1) or client_secret_basic (0, default) */
+    char *audience;         /* audience parameter; tokenExchange: default the server's name */
+    char *scope;            /* optional */
+    char *resource;         /* optional RFC 8707 resource parameter */
+    int   line;
+} gw_oauth_client_cfg;
+
+typedef struct gw_upcred_cfg {
+    const char *cred_key;   /* which key gave gw_server_cfg.credential ("credential", "credentialEnv",
+                             * "credentialFile") or NULL; static string */
+    int         cred_line;
+    char       *cred_file;  /* credentialFile: read again on a 401 */
+    gw_strlist  headers;    /* headers: "Name: value" lines, values resolved */
+    gw_oauth_client_cfg *exchange;   /* tokenExchange: per-caller tokens (RFC 8693) */
+    gw_oauth_client_cfg *client;     /* clientCredentials: the gateway's own token */
+    int         forward;    /* forwardAuthorization: true — the caller's own token (unsafe) */
+    char       *client_cert;   /* clientCert / clientCertFile: PEM (mTLS) */
+    char       *client_key;    /* clientKey / clientKeyFile: PEM */
+    char       *tls_server_name;   /* tlsServerName: verified name and SNI */
+} gw_upcred_cfg;
+/* Reads a secret from a file (credentialFile, clientSecretFile, ...): the whole file, trailing
+ * whitespace trimmed, at most 64 KiB. Returns 0 with a malloc'd *out, or -1 with the reason
+ * (never the content) in why. */
+int  config_secret_file(const char *path, char **out, char *why, size_t whylen);
+/* ==== end of upstream credentials ============================================================ */
 
 typedef struct gw_vserver_cfg {
     char  *name;

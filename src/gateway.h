@@ -58,6 +58,10 @@ struct gateway {
     uint64_t         started;
 };
 
+/* An id for a request this loop sends upstream (or to the client on an upstream's behalf):
+ * unique across the process's loops, since one upstream session may serve calls from several. */
+static inline uint64_t worker_next_id(worker *w) { return ((uint64_t)(w->idx + 1) << 40) | ++w->next_up_id; }
+
 /* Asks every worker to announce notifications/<kind>/list_changed to its GET streams
  * (kind: a catalog kind; resource templates are announced as resources). */
 void gateway_list_changed(gateway *gw, int kind);

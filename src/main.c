@@ -1,6 +1,7 @@
 /* mcp-gateway — wires the modules: configuration, keys, sessions, listeners and worker loops,
  * the upstream manager on the control loop, signals. */
 #include "auth.h"
+#include "bridge.h"
 #include "catalog.h"
 #include "metrics.h"
 #include "prm.h"
@@ -18,6 +19,7 @@
 
 static gateway gw;
 static uv_signal_t sig_int, sig_term;
+static bridge *bridges;   /* stdio and legacy SSE upstreams (bridge.h); NULL when none */
 
 static void add_origin(const char *o)
 {
@@ -56,6 +58,8 @@ static void on_signal(uv_signal_t *s, int signum)
     __atomic_store_n(&gw.draining, 1, __ATOMIC_RELAXED);
     upmgr_stop(gw.mgr);
     gw.mgr = NULL;
+    bridge_stop(bridges);   /* stops the stdio children */
+    bridges = NULL;
     auth_stop();
     metrics_stop();
     for (int i = 0; i < gw.n_workers; i++) server_stop_worker(&gw.workers[i]);
@@ -68,9 +72,16 @@ static void on_signal(uv_signal_t *s, int signum)
 static void print_check(const gw_config *cfg)
 {
     printf("configuration OK: %zu server(s), %zu virtual server(s)\n", cfg->n_servers, cfg->n_vservers);
-    for (size_t i = 0; i < cfg->n_servers; i++)
-        printf("  %s %s prefix=\"%s\"%s\n", cfg->servers[i].name, cfg->servers[i].url, cfg->servers[i].prefix,
-               cfg->servers[i].enabled ? "" : " (disabled)");
+    for (size_t i = 0; i < cfg->n_servers; i++) {
+        const gw_server_cfg *s = &cfg->servers[i];
+        if (s->transport == GW_TRANSPORT_STDIO) {
+            printf("  %s stdio: %s", s->name, s->command);
+            for (size_t a = 0; a < s->args.n; a++) printf(" %s", s->args.v[a]);
+        } else {
+            printf("  %s %s%s", s->name, s->url, s->transport == GW_TRANSPORT_SSE ? " (legacy SSE)" : "");
+        }
+        printf(" prefix=\"%s\"%s\n", s->prefix, s->enabled ? "" : " (disabled)");
+    }
 }
 
 int main(int argc, char **argv)
@@ -128,6 +139,9 @@ int main(int argc, char **argv)
         .body_timeout_ms = (uint64_t)cfg->body_timeout_ms,
         .idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms,
     };
+    if (server_check_free(&ss, err, sizeof err)) goto fail;   /* not silently shared with another process */
+    /* before the workers and upmgr: it gives stdio and legacy SSE servers their url */
+    if (bridge_start(&gw, uv_default_loop(), &bridges, err, sizeof err) != 0) goto fail;
     gw.n_workers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (gw.n_workers < 1) gw.n_workers = 1;
     gw.workers = calloc((size_t)gw.n_workers, sizeof *gw.workers);

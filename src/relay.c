@@ -3,7 +3,10 @@
  * notifications/initialized on first use, again when the upstream has forgotten it —, POST the
  * request with the gateway's own id, then relay: a JSON answer is re-identified and sent as
  * application/json; an SSE answer opens an SSE response to the client at its first interim
- * message (progress, logging), each event passed through, the final response re-identified. */
+ * message (progress, logging), each event passed through, the final response re-identified.
+ * Before the first upstream request the upstream's credential is chosen (upcred.h: static,
+ * client credentials, the caller's exchanged or forwarded token), which may wait for the IdP;
+ * a 401 drops that credential and tries once more with a fresh one. */
 #include "relay.h"
 #include "catalog.h"
 #include "log.h"
@@ -11,6 +14,7 @@
 #include "sse.h"
 #include "streams.h"
 #include "up_rpc.h"
+#include "upcred.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +47,11 @@ typedef struct relay {
     char           stream_id[24];/* of the SSE response, for event ids */
     uint64_t       seq;
     int            in_cb;        /* inside one of our callbacks: an abort only marks req NULL */
+    upcred_who     who;          /* the caller, for per-caller credentials */
+    char          *auth;         /* Authorization for this upstream (owned) or NULL */
+    int            auth_ready;   /* auth is chosen */
+    int            auth_retried; /* a 401 already got a fresh credential */
+    upcred_op     *cred_op;      /* waiting for the credential */
     up_rpc        *rpc;
     up_call       *call;
     buf            body;
@@ -55,6 +64,8 @@ static void relay_free(relay *r)
 {
     if (r->inflight[0])
         session_pending_get(r->w->gw->sessions, r->gw_sid, r->inflight, NULL, NULL, 0, 1);
+    upcred_cancel(r->cred_op);
+    free(r->auth);
     json_decref(r->msg);
     json_decref(r->client_id);
     buf_free(&r->body);
@@ -75,6 +86,7 @@ static void on_abort(http_req *req)
         return;
     }
     if (r->in_cb) return;        /* the callback on the stack sees req == NULL and cleans up */
+    if (r->cred_op) { upcred_cancel(r->cred_op); r->cred_op = NULL; }
     if (r->rpc) { up_rpc_cancel(r->rpc); r->rpc = NULL; }
     if (r->call) { up_call_cancel(r->call); r->call = NULL; }
     relay_free(r);
@@ -173,7 +185,7 @@ static void relay_upstream_msg(relay *r, const char *data, size_t len)
         /* a request from the upstream (sampling, elicitation, roots): the client answers it by
          * a POST of its own, which mcp.c routes back through the session's pending map */
         worker *w = r->w;
-        uint64_t gid = ((uint64_t)(w->idx + 1) << 40) | ++w->next_up_id;
+        uint64_t gid = worker_next_id(w);
         char key[40], *orig = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
         snprintf(key, sizeof key, "s:%llu", (unsigned long long)gid);
         if (orig && session_pending_put(w->gw->sessions, r->gw_sid, key, r->server, orig) == 0) {
@@ -228,12 +240,35 @@ static void on_data(up_call *c, void *ud, const char *d, size_t n)
     r->in_cb = 0;
 }
 
+/* The upstream refused the credential (401/403). After a 401, once, the credential is dropped and
+ * the step sent again with a fresh one; otherwise the call ends with an error naming the server
+ * (never the upstream's body). The relay is gone or waiting again when this returns. */
+static void auth_refused(relay *r, long status)
+{
+    if (status == 401 && !r->auth_retried && upcred_rejected(r->w->gw, r->server, &r->who, r->auth)) {
+        r->auth_retried = 1;
+        free(r->auth);
+        r->auth = NULL;
+        r->auth_ready = 0;
+        buf_reset(&r->body);
+        relay_step(r);
+        return;
+    }
+    char st[16];
+    snprintf(st, sizeof st, "%ld", status);
+    relay_error(r, JR_INTERNAL_ERROR,
+                status == 401 ? "authentication to upstream server %s failed (HTTP %s)"
+                              : "upstream server %s refused the gateway's credential (HTTP %s)", st);
+    relay_free(r);
+}
+
 static void on_done(up_call *c, void *ud, const char *err)
 {
     relay *r = ud;
     r->call = NULL;
     r->in_cb = 1;
     if (!r->req && !r->detached) { relay_free(r); return; }
+    if (!err && (r->status == 401 || r->status == 403) && !r->streaming) { auth_refused(r, r->status); return; }
     if (!err && (r->status == 404 || (r->status == 400 && r->up_session)) && !r->retried && !r->streaming) {
         /* the upstream no longer knows the session: a new one, then the call again, once */
         r->retried = 1;
@@ -268,10 +303,10 @@ static void up_base(relay *r, up_req *u)
     u->url = r->srv->url;
     u->session_id = r->up_session;
     u->protocol_version = r->up_version;
-    u->authorization = r->srv->credential;
-    u->ca_pem = r->srv->ca_cert ? r->srv->ca_cert : cfg->gateway_ca_pem;
+    u->authorization = r->auth;
     u->timeout_ms = cfg->upstream_timeout_ms;
     u->max_body = (size_t)cfg->max_upstream_response;
+    upcred_prepare(cfg, r->server, u);   /* CAs, client certificate, extra headers */
 }
 
 static void split_up_sid(relay *r)
@@ -285,15 +320,101 @@ static void split_up_sid(relay *r)
 
 static void ignore_answer(void *ud, json_t *resp, const char *err, long status, const char *sid) {}
 
-/* logging/setLevel to one upstream session; fn gets the answer (or ignore_answer). */
-static up_rpc *send_level(worker *w, size_t server, const char *version, const char *up_session, const char *level,
-                          up_rpc_fn fn, void *ud)
+/* ---- messages outside the call path: sent once their credential is known ---------------------- */
+
+typedef struct later {
+    worker      *w;
+    size_t       server;
+    upcred_who   who;
+    upcred_op   *op;
+    char        *body;        /* a message to POST, nobody waits (owned); or NULL for an rpc: */
+    json_t      *params;      /* its params (owned) */
+    up_rpc_fn    fn;          /* its answer; always called */
+    void        *ud;
+    char         version[32];
+    char         session[160];
+} later;
+
+static void later_free(later *l)
 {
-    const gw_server_cfg *srv = &w->gw->cfg->servers[server];
-    up_req u = {.url = srv->url, .session_id = up_session, .protocol_version = version,
-                .authorization = srv->credential, .ca_pem = srv->ca_cert ? srv->ca_cert : w->gw->cfg->gateway_ca_pem,
+    upcred_cancel(l->op);
+    free(l->body);
+    json_decref(l->params);
+    free(l);
+}
+
+static void later_send(later *l, const char *auth)
+{
+    worker *w = l->w;
+    up_req u = {.url = w->gw->cfg->servers[l->server].url, .session_id = l->session[0] ? l->session : NULL,
+                .protocol_version = l->version, .authorization = auth,
                 .timeout_ms = w->gw->cfg->upstream_timeout_ms, .max_body = 1 << 20};
-    return up_rpc_send(w->up, &u, "logging/setLevel", json_pack("{s:s}", "level", level), ++w->next_up_id, fn, ud);
+    upcred_prepare(w->gw->cfg, l->server, &u);
+    if (l->body) {
+        static const up_callbacks none = {NULL, NULL, NULL};
+        u.method = "POST";
+        u.body = l->body;
+        u.body_len = strlen(l->body);
+        upclient_send(w->up, &u, &none, NULL);
+        return;
+    }
+    json_t *params = l->params;
+    l->params = NULL;
+    if (!up_rpc_send(w->up, &u, "logging/setLevel", params, worker_next_id(w), l->fn, l->ud))
+        l->fn(l->ud, NULL, "could not send", 0, NULL);
+}
+
+static void later_fail(later *l, const char *err)
+{
+    if (l->body) log_warn(l->w->gw->cfg->servers[l->server].name, "message to the upstream dropped: %s", err);
+    else l->fn(l->ud, NULL, err, 0, NULL);
+}
+
+static void later_cred(void *ud, char *auth, const char *err)
+{
+    later *l = ud;
+    l->op = NULL;
+    if (err) later_fail(l, err);
+    else later_send(l, auth);
+    free(auth);
+    later_free(l);
+}
+
+/* Sends l (taken) now, or when its credential is known. */
+static void later_go(later *l)
+{
+    char *auth = NULL, err[256];
+    int rc = upcred_get(l->w->gw, &l->w->loop, &l->w->up, l->server, &l->who, &auth, err, sizeof err, later_cred, l,
+                        &l->op);
+    if (rc == UPCRED_PENDING) return;
+    if (rc == UPCRED_READY) later_send(l, auth);
+    else later_fail(l, err);
+    free(auth);
+    later_free(l);
+}
+
+static later *later_new(worker *w, size_t server, const upcred_who *who, const char *version, const char *up_session)
+{
+    later *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->w = w;
+    l->server = server;
+    if (who) l->who = *who;
+    snprintf(l->version, sizeof l->version, "%s", version ? version : "");
+    snprintf(l->session, sizeof l->session, "%s", up_session ? up_session : "");
+    return l;
+}
+
+/* logging/setLevel to one upstream session; fn always gets the answer (or ignore_answer). */
+static void send_level(worker *w, size_t server, const upcred_who *who, const char *version, const char *up_session,
+                       const char *level, up_rpc_fn fn, void *ud)
+{
+    later *l = later_new(w, server, who, version, up_session);
+    if (!l) { fn(ud, NULL, "out of memory", 0, NULL); return; }
+    l->params = json_pack("{s:s}", "level", level);
+    l->fn = fn;
+    l->ud = ud;
+    later_go(l);
 }
 
 /* logging/setLevel answered once every upstream session of the client's session has it, so
@@ -340,13 +461,20 @@ void relay_set_level_all(worker *w, http_req *req, json_t *id, const char *gw_si
     lf->pending = 1;   /* held until every send is out */
     req->ud = lf;
     req->on_abort = level_abort;
+    upcred_who who = {0};
+    int have_who = 0;
     for (size_t i = 0; i < w->gw->cfg->n_servers; i++) {
         char stored[192];
         if (session_get_upstream(w->gw->sessions, gw_sid, i, stored, sizeof stored) != 0) continue;
         char *sp = strchr(stored, ' ');
         if (!sp) continue;
         *sp = '\0';
-        if (send_level(w, i, stored, sp[1] ? sp + 1 : NULL, level, level_answer, lf)) lf->pending++;
+        if (!have_who && upcred_needs_caller(w->gw->cfg, i)) {
+            upcred_caller(w->gw, req, NULL, gw_sid, &who);
+            have_who = 1;
+        }
+        lf->pending++;
+        send_level(w, i, &who, stored, sp[1] ? sp + 1 : NULL, level, level_answer, lf);
     }
     if (--lf->pending == 0) level_finish(lf);
 }
@@ -357,6 +485,7 @@ static void on_notified(void *ud, json_t *resp, const char *err, long status, co
     r->rpc = NULL;
     r->in_cb = 1;
     if (!r->req) { relay_free(r); return; }
+    if (status == 401 || status == 403) { auth_refused(r, status); return; }
     if (err) { relay_error(r, JR_INTERNAL_ERROR, "upstream server %s: initialization failed: %s", err); relay_free(r); return; }
     /* remember it for the session's next calls: "<version> <session id>" */
     char stored[192];
@@ -364,7 +493,7 @@ static void on_notified(void *ud, json_t *resp, const char *err, long status, co
     session_set_upstream(r->w->gw->sessions, r->gw_sid, r->server, stored);
     char level[16];
     if (session_get_level(r->w->gw->sessions, r->gw_sid, level, sizeof level) == 0)
-        send_level(r->w, r->server, r->up_version, r->up_session, level, ignore_answer, NULL);
+        send_level(r->w, r->server, &r->who, r->up_version, r->up_session, level, ignore_answer, NULL);
     int wi;
     uint64_t tok;   /* the session's GET stream relays this upstream's own stream from now on */
     if (r->up_session && session_get_get(r->w->gw->sessions, r->gw_sid, &wi, &tok) == 0)
@@ -380,6 +509,7 @@ static void on_initialized(void *ud, json_t *resp, const char *err, long status,
     r->in_cb = 1;
     if (!r->req) { relay_free(r); return; }
     json_t *result = json_object_get(resp, "result");
+    if (!json_is_object(result) && (status == 401 || status == 403)) { auth_refused(r, status); return; }
     if (!json_is_object(result)) {
         relay_error(r, JR_INTERNAL_ERROR, "upstream server %s: initialize failed: %s", err ? err : "error answer");
         relay_free(r);
@@ -393,11 +523,42 @@ static void on_initialized(void *ud, json_t *resp, const char *err, long status,
     relay_step(r);
 }
 
+/* The credential is known: the step it waited for goes on. */
+static void on_cred(void *ud, char *auth, const char *err)
+{
+    relay *r = ud;
+    r->cred_op = NULL;
+    r->in_cb = 1;
+    if (!r->req && !r->detached) { free(auth); relay_free(r); return; }
+    if (err) {
+        free(auth);
+        relay_error(r, JR_INTERNAL_ERROR, "authentication to upstream server %s failed: %s", err);
+        relay_free(r);
+        return;
+    }
+    free(r->auth);
+    r->auth = auth;
+    r->auth_ready = 1;
+    relay_step(r);
+}
+
 static void relay_step(relay *r)
 {
+    worker *w = r->w;
+    if (!r->auth_ready) {   /* the upstream's credential first (may wait for the IdP) */
+        char err[256];
+        int rc = upcred_get(w->gw, &w->loop, &w->up, r->server, &r->who, &r->auth, err, sizeof err, on_cred, r,
+                            &r->cred_op);
+        if (rc == UPCRED_PENDING) { r->in_cb = 0; return; }
+        if (rc == UPCRED_FAILED) {
+            relay_error(r, JR_INTERNAL_ERROR, "authentication to upstream server %s failed: %s", err);
+            relay_free(r);
+            return;
+        }
+        r->auth_ready = 1;
+    }
     up_req u;
     up_base(r, &u);
-    worker *w = r->w;
     switch (r->step) {
     case RL_INIT: {
         u.session_id = u.protocol_version = NULL;
@@ -417,14 +578,14 @@ static void relay_step(relay *r)
             json_object_set_new(caps, "roots", json_pack("{s:b}", "listChanged", (r->client_caps & SESSION_CAP_ROOTS_LIST_CHANGED) != 0));
         json_t *params = json_pack("{s:s,s:o,s:{s:s,s:s}}", "protocolVersion", session_proto_name(r->proto),
                                    "capabilities", caps, "clientInfo", "name", "mcp-gateway", "version", GW_VERSION);
-        r->rpc = up_rpc_send(w->up, &u, "initialize", params, ++w->next_up_id, on_initialized, r);
+        r->rpc = up_rpc_send(w->up, &u, "initialize", params, worker_next_id(w), on_initialized, r);
         break;
     }
     case RL_NOTIFY:
         r->rpc = up_rpc_send(w->up, &u, "notifications/initialized", NULL, 0, on_notified, r);
         break;
     case RL_CALL: {
-        r->up_id = ++w->next_up_id;
+        r->up_id = worker_next_id(w);
         if (!r->inflight[0]) {   /* so that notifications/cancelled finds the upstream's id */
             char *cid = json_dumps(r->client_id, JSON_ENCODE_ANY | JSON_COMPACT);
             char upid[24];
@@ -468,6 +629,7 @@ void relay_start(worker *w, http_req *req, const char *gw_sid, const session_cla
     r->msg = msg;
     r->client_id = json_incref(json_object_get(msg, "id"));
     snprintf(r->gw_sid, sizeof r->gw_sid, "%s", gw_sid);
+    if (upcred_needs_caller(w->gw->cfg, server)) upcred_caller(w->gw, req, cl, gw_sid, &r->who);
     buf_init(&r->body, (size_t)w->gw->cfg->max_upstream_response);
     sse_parser_init(&r->parser, (size_t)w->gw->cfg->max_upstream_response, on_sse_event, r);
     req->ud = r;
@@ -492,16 +654,12 @@ void relay_send_upstream(worker *w, const char *gw_sid, size_t server, json_t *m
     char *sp = strchr(stored, ' ');
     if (!sp || !sp[1]) return;
     *sp = '\0';
-    const gw_server_cfg *srv = &w->gw->cfg->servers[server];
-    char *body = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (!body) return;
-    static const up_callbacks none = {NULL, NULL, NULL};
-    up_req u = {.url = srv->url, .method = "POST", .body = body, .body_len = strlen(body), .session_id = sp + 1,
-                .protocol_version = stored, .authorization = srv->credential,
-                .ca_pem = srv->ca_cert ? srv->ca_cert : w->gw->cfg->gateway_ca_pem,
-                .timeout_ms = w->gw->cfg->upstream_timeout_ms, .max_body = 1 << 20};
-    upclient_send(w->up, &u, &none, NULL);
-    free(body);
+    upcred_who who = {0};
+    if (upcred_needs_caller(w->gw->cfg, server)) upcred_caller_of_session(w->gw, gw_sid, &who);
+    later *l = later_new(w, server, &who, stored, sp + 1);
+    if (!l) return;
+    if (!(l->body = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER))) { later_free(l); return; }
+    later_go(l);
 }
 
 int relay_client_response(worker *w, const char *gw_sid, json_t *msg)

@@ -69,6 +69,20 @@ int server_is_loopback(const struct sockaddr_storage *ss)
     return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
+int server_check_free(const struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+    /* without SO_REUSEPORT, a bind fails when anything (another gateway too) has the port */
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) { snprintf(err, errlen, "cannot listen: %s", strerror(errno)); return -1; }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    socklen_t len = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    int rc = bind(fd, (const struct sockaddr *)ss, len);
+    if (rc < 0) snprintf(err, errlen, "cannot listen: %s", strerror(errno));
+    close(fd);
+    return rc < 0 ? -1 : 0;
+}
+
 int server_listen(const struct sockaddr_storage *ss, char *err, size_t errlen)
 {
     int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -3,6 +3,7 @@
 #include "log.h"
 #include "mcp.h"
 #include "sse.h"
+#include "upcred.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +19,16 @@ struct mcp_stream {
     char        id[24];          /* stream id of the events written here */
     uint64_t    seq;
     upget     **up;              /* per server: the upstream GET relayed here, or NULL */
+    upcred_who  who;             /* the caller, for per-caller upstream credentials */
 };
 
 struct upget {
     mcp_stream *s;
     size_t      server;
     up_call    *call;
+    upcred_op  *op;              /* waiting for the upstream's credential */
+    char       *auth;            /* the credential the GET went with (owned) */
+    char        stored[192];     /* "<version>\0<session id>" of the upstream session */
     sse_parser  parser;
 };
 
@@ -82,6 +87,8 @@ static void stream_send(mcp_stream *s, const char *json, size_t len)
 
 static void upget_free(upget *g)
 {
+    upcred_cancel(g->op);
+    free(g->auth);
     if (g->call) up_call_cancel(g->call);
     sse_parser_free(&g->parser);
     free(g);
@@ -98,7 +105,7 @@ static void on_up_event(void *ud, const char *event, const char *data, size_t le
     if (mid && json_object_get(m, "method")) {
         /* a request from the upstream outside any call: remapped like those during calls */
         worker *w = s->w;
-        uint64_t gid = ((uint64_t)(w->idx + 1) << 40) | ++w->next_up_id;
+        uint64_t gid = worker_next_id(w);
         char key[40], *orig = json_dumps(mid, JSON_ENCODE_ANY | JSON_COMPACT);
         snprintf(key, sizeof key, "s:%llu", (unsigned long long)gid);
         if (!orig || session_pending_put(w->gw->sessions, s->sid, key, g->server, orig) != 0) {
@@ -115,7 +122,12 @@ static void on_up_event(void *ud, const char *event, const char *data, size_t le
     free(out);
 }
 
-static void on_up_head(up_call *c, void *ud, long status, const char *ctype, const char *sid) {}
+static void on_up_head(up_call *c, void *ud, long status, const char *ctype, const char *sid)
+{
+    upget *g = ud;
+    if (status == 401)   /* the next GET gets a fresh credential */
+        upcred_rejected(g->s->w->gw, g->server, &g->s->who, g->auth);
+}
 
 static void on_up_data(up_call *c, void *ud, const char *d, size_t n)
 {
@@ -135,11 +147,36 @@ static void on_up_done(up_call *c, void *ud, const char *err)
 
 static const up_callbacks upget_cb = {on_up_head, on_up_data, on_up_done};
 
+static void upget_send(upget *g)
+{
+    worker *w = g->s->w;
+    const gw_server_cfg *srv = &w->gw->cfg->servers[g->server];
+    const char *version = g->stored, *session = g->stored + strlen(g->stored) + 1;
+    up_req r = {.url = srv->url, .method = "GET", .session_id = session, .protocol_version = version,
+                .authorization = g->auth};
+    upcred_prepare(w->gw->cfg, g->server, &r);
+    g->call = upclient_send(w->up, &r, &upget_cb, g);
+}
+
+static void upget_cred(void *ud, char *auth, const char *err)
+{
+    upget *g = ud;
+    g->op = NULL;
+    if (err) {
+        log_debug(g->s->w->gw->cfg->servers[g->server].name, "upstream GET stream not opened: %s", err);
+        free(auth);
+        return;
+    }
+    free(g->auth);
+    g->auth = auth;
+    upget_send(g);
+}
+
 static void open_upstream(mcp_stream *s, size_t server)
 {
     worker *w = s->w;
     gateway *gw = w->gw;
-    if (server >= gw->cfg->n_servers || (s->up[server] && s->up[server]->call)) return;
+    if (server >= gw->cfg->n_servers || (s->up[server] && (s->up[server]->call || s->up[server]->op))) return;
     char stored[192];
     if (session_get_upstream(gw->sessions, s->sid, server, stored, sizeof stored) != 0) return;
     char *sp = strchr(stored, ' ');
@@ -154,10 +191,17 @@ static void open_upstream(mcp_stream *s, size_t server)
         sse_parser_init(&g->parser, (size_t)gw->cfg->max_upstream_response, on_up_event, g);
         s->up[server] = g;
     }
-    const gw_server_cfg *srv = &gw->cfg->servers[server];
-    up_req r = {.url = srv->url, .method = "GET", .session_id = sp + 1, .protocol_version = stored,
-                .authorization = srv->credential, .ca_pem = srv->ca_cert ? srv->ca_cert : gw->cfg->gateway_ca_pem};
-    g->call = upclient_send(w->up, &r, &upget_cb, g);
+    memcpy(g->stored, stored, sizeof g->stored);   /* "<version>\0<session id>" */
+    char *auth = NULL, err[256];
+    int rc = upcred_get(gw, &w->loop, &w->up, server, &s->who, &auth, err, sizeof err, upget_cred, g, &g->op);
+    if (rc == UPCRED_PENDING) return;
+    if (rc == UPCRED_FAILED) {
+        log_debug(gw->cfg->servers[server].name, "upstream GET stream not opened: %s", err);
+        return;
+    }
+    free(g->auth);
+    g->auth = auth;
+    upget_send(g);
 }
 
 /* ---- the client's GET stream ---------------------------------------------------------------------- */
@@ -223,6 +267,8 @@ void streams_open(worker *w, http_req *req, const char *sid, const session_claim
     __atomic_add_fetch(&gw->n_sse, 1, __ATOMIC_RELAXED);
     req->ud = s;
     req->on_abort = stream_abort;
+    for (size_t i = 0; i < gw->cfg->n_servers; i++)
+        if (upcred_needs_caller(gw->cfg, i)) { upcred_caller(gw, req, cl, sid, &s->who); break; }
 
     char extra[768];
     mcp_extra_headers(w, req, extra, sizeof extra, NULL);

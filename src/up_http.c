@@ -1,13 +1,20 @@
 /* up_http — the upstream interface on libcurl multi, driven by a libuv loop
- * (CURLMOPT_SOCKETFUNCTION → uv_poll per socket, CURLMOPT_TIMERFUNCTION → one uv_timer). */
+ * (CURLMOPT_SOCKETFUNCTION → uv_poll per socket, CURLMOPT_TIMERFUNCTION → one uv_timer).
+ *
+ * Trust: CURLOPT_CAINFO_BLOB replaces libcurl's default bundle, so an extra PEM is appended to
+ * the system bundle (read once) and the combination kept, per distinct PEM, for the process's
+ * life (at most UP_CA_CACHE of them; beyond, each request builds its own). */
 #include "upstream.h"
 #include "log.h"
 #include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define UP_EASY_POOL 64
+#define UP_CA_CACHE  64
 
 struct upclient {
     uv_loop_t  *loop;
@@ -33,6 +40,10 @@ struct up_call {
     size_t             max_body;
     char               session_id[160];
     char               content_type[128];
+    struct curl_slist *connect_to;   /* tls_server_name: where the connection really goes */
+    char              *ca_blob;      /* a combined bundle of this call's own (the cache was full) */
+    char               errbuf[CURL_ERROR_SIZE];
+    char               err[512];     /* on_done's message when it needs more than a constant */
     int                head_sent;
     int                cancelled;
     int                in_callback;
@@ -70,8 +81,158 @@ static void call_free(up_call *c)
         curl_easy_cleanup(c->easy);
     }
     curl_slist_free_all(c->headers);
+    curl_slist_free_all(c->connect_to);
+    free(c->ca_blob);
     free(c->body);
     free(c);
+}
+
+/* ---- trust: the system bundle plus extra PEM ------------------------------------------------ */
+
+typedef struct ca_entry {
+    struct ca_entry *next;
+    char            *pem;      /* the extra PEM, as given */
+    size_t           pem_len;
+    char            *blob;     /* system bundle + "\n" + pem */
+    size_t           len;
+} ca_entry;
+
+static pthread_mutex_t ca_lock = PTHREAD_MUTEX_INITIALIZER;
+static ca_entry *ca_cache;
+static int       ca_count;
+static char     *sys_bundle;      /* read once (global_init); "" when none was found */
+static size_t    sys_bundle_len;
+
+static void load_system_bundle(void)
+{
+    const char *paths[4] = {NULL, "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+                            "/etc/ssl/cert.pem"};
+    CURL *e = curl_easy_init();
+    char *def = NULL;
+    if (e && curl_easy_getinfo(e, CURLINFO_CAINFO, &def) == CURLE_OK && def) paths[0] = def;   /* libcurl's default */
+    for (size_t i = 0; i < 4 && !sys_bundle; i++) {
+        FILE *f = paths[i] ? fopen(paths[i], "rb") : NULL;
+        if (!f) continue;
+        size_t cap = 1 << 18, n = 0, r;
+        char *b = malloc(cap + 1);
+        while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
+            n += r;
+            if (n == cap && n < (64u << 20)) {
+                char *nb = realloc(b, cap * 2 + 1);
+                if (!nb) { free(b); b = NULL; break; }
+                b = nb;
+                cap *= 2;
+            }
+        }
+        fclose(f);
+        if (b && n) { b[n] = '\0'; sys_bundle = b; sys_bundle_len = n; }
+        else free(b);
+    }
+    if (e) curl_easy_cleanup(e);
+    if (!sys_bundle) {
+        log_warn("upstream", "no system CA bundle found: https upstreams are verified against the configured CAs only");
+        sys_bundle = calloc(1, 1);
+        sys_bundle_len = 0;
+    }
+}
+
+static char *ca_build(const char *pem, size_t pem_len, size_t *len)
+{
+    char *b = malloc(sys_bundle_len + pem_len + 2);
+    if (!b) return NULL;
+    memcpy(b, sys_bundle, sys_bundle_len);
+    b[sys_bundle_len] = '\n';
+    memcpy(b + sys_bundle_len + 1, pem, pem_len);
+    b[sys_bundle_len + 1 + pem_len] = '\0';
+    *len = sys_bundle_len + 1 + pem_len;
+    return b;
+}
+
+/* The combined bundle for pem: from the cache (kept for the process's life), or built for this
+ * call alone (*own, freed with it). */
+static const char *ca_combined(const char *pem, size_t *len, char **own)
+{
+    size_t pl = strlen(pem);
+    *own = NULL;
+    pthread_mutex_lock(&ca_lock);
+    for (ca_entry *e = ca_cache; e; e = e->next)
+        if (e->pem_len == pl && !memcmp(e->pem, pem, pl)) {
+            pthread_mutex_unlock(&ca_lock);
+            *len = e->len;
+            return e->blob;
+        }
+    ca_entry *e = ca_count < UP_CA_CACHE ? calloc(1, sizeof *e) : NULL;
+    if (e && (e->pem = strdup(pem)) && (e->blob = ca_build(pem, pl, &e->len))) {
+        e->pem_len = pl;
+        e->next = ca_cache;
+        ca_cache = e;
+        ca_count++;
+        pthread_mutex_unlock(&ca_lock);
+        *len = e->len;
+        return e->blob;
+    }
+    if (e) { free(e->pem); free(e); }
+    pthread_mutex_unlock(&ca_lock);
+    return *own = ca_build(pem, pl, len);
+}
+
+/* ---- tls_server_name: the URL names the certificate's host, CONNECT_TO the real one -------- */
+
+static int set_server_name(up_call *c, const up_req *r, struct curl_slist **h)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL, *eport = NULL, *url = NULL;
+    int rc = -1;
+    if (u && curl_url_set(u, CURLUPART_URL, r->url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        curl_url_get(u, CURLUPART_PORT, &eport, 0);   /* only when the URL has one */
+        char line[600];
+        snprintf(line, sizeof line, "Host: %s%s%s", host, eport ? ":" : "", eport ? eport : "");
+        *h = curl_slist_append(*h, line);
+        snprintf(line, sizeof line, "%s:%s:%s:%s", r->tls_server_name, port, host, port);
+        c->connect_to = curl_slist_append(NULL, line);
+        if (c->connect_to && curl_url_set(u, CURLUPART_HOST, r->tls_server_name, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_URL, &url, 0) == CURLUE_OK) {
+            curl_easy_setopt(c->easy, CURLOPT_URL, url);
+            curl_easy_setopt(c->easy, CURLOPT_CONNECT_TO, c->connect_to);
+            rc = 0;
+        }
+    }
+    curl_free(host); curl_free(port); curl_free(eport); curl_free(url);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+/* What a failed transfer means, in words that say what to configure. */
+static const char *call_error(up_call *c, CURLcode res)
+{
+    const char *detail = c->errbuf[0] ? c->errbuf : curl_easy_strerror(res);
+    switch (res) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        snprintf(c->err, sizeof c->err, "TLS: the upstream's certificate is not trusted (%s): %s", detail,
+                 strstr(detail, "subject name") || strstr(detail, "hostname")
+                     ? "set tlsServerName to a name the certificate carries, or use that name in the url"
+                     : "add its CA as caCert or gatewayCACertPEM");
+        return c->err;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:   /* TLS 1.3: a refused client certificate is an alert after the handshake */
+        if (!strstr(detail, "alert")) return curl_easy_strerror(res);
+        /* fall through */
+    case CURLE_SSL_CONNECT_ERROR:
+        snprintf(c->err, sizeof c->err, "TLS handshake with the upstream failed (%s)%s", detail,
+                 strstr(detail, "alert") ? ": does it require a client certificate (clientCert, clientKey)?" : "");
+        return c->err;
+    case CURLE_SSL_CERTPROBLEM:
+        snprintf(c->err, sizeof c->err, "TLS: the client certificate cannot be used (%s)", detail);
+        return c->err;
+    case CURLE_SSL_CACERT_BADFILE:
+        snprintf(c->err, sizeof c->err, "TLS: the trusted CA certificates cannot be loaded (%s): check caCert and "
+                                        "gatewayCACertPEM", detail);
+        return c->err;
+    default:
+        return curl_easy_strerror(res);
+    }
 }
 
 /* ---- libcurl ↔ libuv glue ---------------------------------------------------------------- */
@@ -242,7 +403,7 @@ static void check_done(upclient *u)
             if (c->too_big) err = "upstream response too large";
             else if (res == CURLE_OPERATION_TIMEDOUT) err = "upstream timed out";
             else if (res == CURLE_COULDNT_CONNECT) err = "upstream refused the connection";
-            else if (res != CURLE_OK) err = curl_easy_strerror(res);
+            else if (res != CURLE_OK) err = call_error(c, res);
             if (!err) send_head(c);
             if (!c->cancelled && c->cb.on_done) {
                 c->in_callback = 1;
@@ -255,7 +416,11 @@ static void check_done(upclient *u)
 
 /* ---- public -------------------------------------------------------------------------------- */
 
-static void global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    load_system_bundle();
+}
 
 upclient *upclient_new(uv_loop_t *loop)
 {
@@ -314,7 +479,10 @@ up_call *upclient_send(upclient *u, const up_req *r, const up_callbacks *cb, voi
     struct curl_slist *h = NULL;
     h = curl_slist_append(h, "Accept: application/json, text/event-stream");
     h = curl_slist_append(h, "Expect:");
-    if (r->body) h = curl_slist_append(h, "Content-Type: application/json");
+    if (r->body) {
+        snprintf(line, sizeof line, "Content-Type: %s", r->content_type ? r->content_type : "application/json");
+        h = curl_slist_append(h, line);
+    }
     if (r->session_id) {
         snprintf(line, sizeof line, "Mcp-Session-Id: %s", r->session_id);
         h = curl_slist_append(h, line);
@@ -336,8 +504,14 @@ up_call *upclient_send(upclient *u, const up_req *r, const up_callbacks *cb, voi
             free(a);
         }
     }
-    c->headers = h;
+    for (size_t i = 0; i < r->n_headers; i++) h = curl_slist_append(h, r->headers[i]);
     curl_easy_setopt(e, CURLOPT_URL, r->url);
+    if (r->tls_server_name && !strncasecmp(r->url, "https://", 8) && set_server_name(c, r, &h) < 0) {
+        curl_slist_free_all(h);
+        call_free(c);
+        return NULL;
+    }
+    c->headers = h;
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
@@ -349,9 +523,22 @@ up_call *upclient_send(upclient *u, const up_req *r, const up_callbacks *cb, voi
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     if (r->timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-    if (r->ca_pem) {
-        struct curl_blob blob = {(void *)r->ca_pem, strlen(r->ca_pem), CURL_BLOB_COPY};
-        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    if (r->ca_pem) {   /* the system bundle plus this PEM: the cached combination outlives the call */
+        size_t len = 0;
+        const char *ca = ca_combined(r->ca_pem, &len, &c->ca_blob);
+        if (ca) {
+            struct curl_blob blob = {(void *)ca, len, CURL_BLOB_NOCOPY};
+            curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
+        }
+    }
+    if (r->client_cert && r->client_key) {
+        struct curl_blob cert = {(void *)r->client_cert, strlen(r->client_cert), CURL_BLOB_COPY};
+        struct curl_blob key = {(void *)r->client_key, strlen(r->client_key), CURL_BLOB_COPY};
+        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+        curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
     }
     if (strcmp(r->method, "POST") == 0) {
         c->body = malloc(r->body_len + 1);

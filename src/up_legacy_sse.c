@@ -13,6 +13,7 @@
 
 #define POST_QUEUE_MAX (64u << 20)      /* bytes waiting to be POSTed */
 #define POST_TIMEOUT_MS 30000
+#define ENDPOINT_TIMEOUT_MS 30000        /* from connecting to the endpoint event */
 
 typedef struct qmsg {
     struct qmsg *next;
@@ -60,6 +61,15 @@ static void drop_queue(up_lsse *l)
 
 static void on_timer(uv_timer_t *t) { connect_stream(t->data); }
 
+static void lost(up_lsse *l, const char *why);
+
+/* Connected, but no endpoint event in time: a server that will not talk. */
+static void on_endpoint_timeout(uv_timer_t *t)
+{
+    up_lsse *l = t->data;
+    if (!l->up && l->stream) lost(l, "no endpoint event within 30 s");
+}
+
 /* The connection is gone (or never came): tell the bridge, reconnect later. */
 static void lost(up_lsse *l, const char *why)
 {
@@ -73,6 +83,7 @@ static void lost(up_lsse *l, const char *why)
         l->up = 0;
         log_warn(name(l), "legacy SSE connection lost: %s", why);
         l->link.cb.on_down(l->link.ud, why);
+        if (l->stopping) return;    /* stopped from on_down */
     } else {
         log_warn(name(l), "legacy SSE connection failed: %s", why);
     }
@@ -135,6 +146,7 @@ static void on_event(void *ud, const char *event, const char *data, size_t len, 
         free(l->post_url);
         l->post_url = u;
         if (!l->up) {
+            uv_timer_stop(&l->timer);
             l->up = 1;
             l->started_ms = uv_now(l->loop);
             log_info(name(l), "legacy SSE connection open");
@@ -187,6 +199,7 @@ static void connect_stream(up_lsse *l)
     up_req r = {.url = l->url, .method = "GET", .authorization = l->cfg->credential, .ca_pem = l->ca};
     l->stream = upclient_send(l->http, &r, &stream_cb, l);
     if (!l->stream) lost(l, "cannot start the GET request");
+    else uv_timer_start(&l->timer, on_endpoint_timeout, ENDPOINT_TIMEOUT_MS, 0);
 }
 
 /* ---- POSTing messages --------------------------------------------------------------------------- */

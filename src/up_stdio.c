@@ -161,8 +161,9 @@ static void on_sigchld(uv_signal_t *s, int signum)
     up_stdio *l = s->data;
     int st;
     if (!l->pid || waitpid(l->pid, &st, WNOHANG) != l->pid) return;
-    if (WIFEXITED(st)) log_warn(name(l), "the child (pid %d) exited with code %d", (int)l->pid, WEXITSTATUS(st));
-    else if (WIFSIGNALED(st)) log_warn(name(l), "the child (pid %d) was killed by signal %d", (int)l->pid, WTERMSIG(st));
+    int level = l->stopping || l->state == ST_TERMINATING ? LOG_INFO : LOG_WARN;   /* asked to stop, or not */
+    if (WIFEXITED(st)) log_msg(level, name(l), "the child (pid %d) exited with code %d", (int)l->pid, WEXITSTATUS(st));
+    else if (WIFSIGNALED(st)) log_msg(level, name(l), "the child (pid %d) was killed by signal %d", (int)l->pid, WTERMSIG(st));
     l->pid = 0;
     if (!(l->open & P_OUT)) { child_gone(l); return; }
     l->state = ST_DRAINING;      /* its last lines may still be in the pipe */
@@ -212,7 +213,8 @@ static void out_line(up_stdio *l, const char *p, size_t n)
     json_error_t je;
     json_t *m = json_loadb(p, n, 0, &je);
     if (!json_is_object(m)) {
-        log_warn(name(l), "not a JSON-RPC message on stdout (dropped): %.200s%s", p, n > 200 ? "…" : "");
+        log_warn(name(l), "not a JSON-RPC message on stdout (dropped): %.*s%s", (int)(n > 200 ? 200 : n), p,
+                 n > 200 ? "…" : "");
         json_decref(m);
         return;
     }
@@ -363,11 +365,18 @@ static void free_strv(char **v)
     free(v);
 }
 
-/* The program to execute: command itself when it has a '/', else the first executable of that
- * name in the child's PATH. */
-static char *resolve(const char *command, char **env)
+/* The program to execute: command itself when it has a '/' (a relative one from cwd, where the
+ * child runs), else the first executable of that name in the child's PATH. */
+static char *resolve(const char *command, const char *cwd, char **env)
 {
-    if (strchr(command, '/')) return strdup(command);
+    if (strchr(command, '/')) {
+        char *p = NULL;
+        if (command[0] != '/' && cwd) { if (asprintf(&p, "%s/%s", cwd, command) < 0) return NULL; }
+        else if (!(p = strdup(command))) return NULL;
+        char *abs = access(p, X_OK) == 0 ? realpath(p, NULL) : NULL;   /* exec'd after the chdir */
+        free(p);
+        return abs;
+    }
     const char *path = "/usr/local/bin:/usr/bin:/bin";
     for (size_t i = 0; env[i]; i++)
         if (has_name(env[i], "PATH", 4)) path = env[i] + 5;
@@ -376,7 +385,7 @@ static char *resolve(const char *command, char **env)
         char cand[4096];
         struct stat st;
         snprintf(cand, sizeof cand, "%.*s/%s", (int)(l ? l : 1), l ? p : ".", command);
-        if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0) return strdup(cand);
+        if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0) return realpath(cand, NULL);
         p += l + (p[l] == ':');
     }
     return NULL;
@@ -432,13 +441,16 @@ static int spawn_child(up_stdio *l)
     }
     const gw_server_cfg *cfg = l->cfg;
     char **env = build_env(cfg);
-    char *path = env ? resolve(cfg->command, env) : NULL;
+    char *path = env ? resolve(cfg->command, cfg->cwd, env) : NULL;
     char **argv = calloc(cfg->args.n + 2, sizeof *argv);
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
     int rc = -1;
     if (!env || !argv) goto done;
     if (!path) {
-        log_error(cfg->name, "cannot start the stdio server: '%s' not found in PATH", cfg->command);
+        if (strchr(cfg->command, '/'))
+            log_error(cfg->name, "cannot start the stdio server: %s: %s", cfg->command, strerror(errno));
+        else
+            log_error(cfg->name, "cannot start the stdio server: '%s' not found in PATH", cfg->command);
         goto done;
     }
     argv[0] = cfg->command;

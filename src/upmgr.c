@@ -2,12 +2,15 @@
  * initializes a session of its own, lists the tools (every page), keeps a GET stream open for
  * list_changed, pings every --mcp-check-interval seconds, withdraws the tools after 3
  * consecutive failures and brings them back when the server answers again. Every change
- * publishes a new catalog; a change of the federated tool list is announced to clients. */
+ * publishes a new catalog; a change of the federated tool list is announced to clients.
+ * Requests carry the gateway's own credential for the server (upcred.h: static or client
+ * credentials, fetched before a step when it is not at hand); a 401 drops it and tries once more. */
 #include "upmgr.h"
 #include "catalog.h"
 #include "log.h"
 #include "sse.h"
 #include "up_rpc.h"
+#include "upcred.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +32,7 @@ typedef struct up_server {
     int                  pages;
     char                 sid[160];
     char                 version[16];
-    char                 message[256];
+    char                 message[512];
     time_t               last_validated;
     json_t              *lists[CAT_KINDS]; /* current lists (owned): tools, prompts, resources, templates */
     json_t              *paging;     /* the list being collected (owned) */
@@ -39,6 +42,11 @@ typedef struct up_server {
     up_call             *stream;     /* GET stream for notifications */
     sse_parser           sse;
     int                  stream_ok;  /* GET is supported (not 405) */
+    char                *auth;       /* the gateway's credential for it (owned) or NULL */
+    upcred_op           *cred_op;    /* waiting for it */
+    int                  cred_then;  /* what runs once it is known: 0 server_step, 1 the ping */
+    uint64_t             cred_fresh; /* when auth was delivered (uv_now + 1): used as it is, once, soon */
+    int                  auth_retried; /* a 401 already got a fresh credential */
 } up_server;
 
 struct upmgr {
@@ -61,10 +69,10 @@ static void base_req(up_server *s, up_req *r, long timeout_ms)
     r->url = s->cfg->url;
     r->session_id = s->sid[0] ? s->sid : NULL;
     r->protocol_version = s->version[0] ? s->version : NULL;
-    r->authorization = s->cfg->credential;
-    r->ca_pem = s->cfg->ca_cert ? s->cfg->ca_cert : s->m->gw->cfg->gateway_ca_pem;
+    r->authorization = s->auth;
     r->timeout_ms = timeout_ms;
     r->max_body = (size_t)s->m->gw->cfg->max_upstream_response;
+    upcred_prepare(s->m->gw->cfg, s->idx, r);   /* CAs, client certificate, extra headers */
 }
 
 static long rpc_timeout(up_server *s) { return s->m->gw->cfg->upstream_timeout_ms; }
@@ -108,13 +116,18 @@ static void set_message(up_server *s, const char *fmt, const char *arg)
     snprintf(s->message, sizeof s->message, fmt, arg ? arg : "");
 }
 
+static void do_ping(up_server *s);
+
 /* A failure of any step: count it; withdraw the tools after FAILS_TO_WITHDRAW in a row. */
 static void server_failed(up_server *s, const char *what, const char *err, long status)
 {
     s->failures++;
     s->rpc = NULL;
-    char msg[200];
-    snprintf(msg, sizeof msg, "%s failed: %s", what, err ? err : "unknown error");
+    char msg[480];
+    if (status == 401 || status == 403)   /* never the upstream's body */
+        snprintf(msg, sizeof msg, "%s failed: authentication to the upstream failed (HTTP %ld)", what, status);
+    else
+        snprintf(msg, sizeof msg, "%s failed: %s", what, err ? err : "unknown error");
     set_message(s, "%s", msg);
     log_warn(s->cfg->name, "%s (%d in a row)", msg, s->failures);
     if (status == 404 || (status == 400 && s->phase == PH_READY)) {
@@ -131,6 +144,50 @@ static void server_failed(up_server *s, const char *what, const char *err, long 
         if (s->stream) { up_call_cancel(s->stream); s->stream = NULL; }
         publish(s->m);
     }
+    if (status == 401 && !s->auth_retried && !s->m->stopping &&
+        upcred_rejected(s->m->gw, s->idx, NULL, s->auth)) {   /* once: a fresh credential, the step again */
+        s->auth_retried = 1;
+        if (s->phase == PH_READY) do_ping(s);
+        else server_step(s);
+    }
+}
+
+/* ---- the gateway's credential for the server -------------------------------------------------- */
+
+static void on_cred(void *ud, char *auth, const char *err)
+{
+    up_server *s = ud;
+    s->cred_op = NULL;
+    if (err) {
+        free(auth);
+        server_failed(s, "authentication", err, 0);
+        return;
+    }
+    free(s->auth);
+    s->auth = auth;
+    s->cred_fresh = uv_now(s->m->loop) + 1;
+    if (s->cred_then) do_ping(s);
+    else server_step(s);
+}
+
+/* 1 when the credential is at hand (s->auth); else 0: then comes back to server_step (then = 0)
+ * or the ping (then = 1) once it is, or the failure was counted. */
+static int have_cred(up_server *s, int then)
+{
+    if (s->cred_op) return 0;   /* already waiting */
+    int fresh = s->cred_fresh && uv_now(s->m->loop) + 1 - s->cred_fresh < 1000;
+    s->cred_fresh = 0;
+    if (fresh) return 1;   /* just delivered (even if already stale: no second fetch in a row) */
+    char *auth = NULL, err[256];
+    int rc = upcred_get(s->m->gw, s->m->loop, &s->m->up, s->idx, NULL, &auth, err, sizeof err, on_cred, s, &s->cred_op);
+    if (rc == UPCRED_READY) {
+        free(s->auth);
+        s->auth = auth;
+        return 1;
+    }
+    if (rc == UPCRED_PENDING) s->cred_then = then;
+    else server_failed(s, "authentication", err, 0);
+    return 0;
 }
 
 /* ---- GET stream: notifications from the upstream ------------------------------------------ */
@@ -255,6 +312,7 @@ static void on_list(void *ud, json_t *resp, const char *err, long status, const 
     /* every list is in */
     s->phase = PH_READY;
     s->failures = 0;
+    s->auth_retried = 0;
     s->published = 1;
     s->last_validated = time(NULL);
     snprintf(s->message, sizeof s->message, "server ready with %zu tools, %zu prompts, %zu resources",
@@ -298,7 +356,8 @@ static void on_init(void *ud, json_t *resp, const char *err, long status, const 
 
 static void server_step(up_server *s)
 {
-    if (s->rpc || s->m->stopping) return;
+    if (s->rpc || s->m->stopping || s->cred_op) return;
+    if (s->phase != PH_NOTIFY && !have_cred(s, 0)) return;   /* a fresh credential before each chain */
     up_req r;
     base_req(s, &r, rpc_timeout(s));
     switch (s->phase) {
@@ -342,8 +401,17 @@ static void on_ping(void *ud, json_t *resp, const char *err, long status, const 
         return;
     }
     s->failures = 0;
+    s->auth_retried = 0;
     s->last_validated = time(NULL);
     open_stream(s);
+}
+
+static void do_ping(up_server *s)
+{
+    if (s->rpc || s->m->stopping || s->cred_op || !have_cred(s, 1)) return;
+    up_req r;
+    base_req(s, &r, rpc_timeout(s) < 10000 ? rpc_timeout(s) : 10000);
+    s->rpc = up_rpc_send(s->m->up, &r, "ping", NULL, ++s->m->next_id, on_ping, s);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -351,14 +419,9 @@ static void on_tick(uv_timer_t *t)
     struct upmgr *m = t->data;
     for (size_t i = 0; i < m->n; i++) {
         up_server *s = &m->servers[i];
-        if (!s->cfg->enabled || s->rpc) continue;
-        if (s->phase == PH_READY) {
-            up_req r;
-            base_req(s, &r, rpc_timeout(s) < 10000 ? rpc_timeout(s) : 10000);
-            s->rpc = up_rpc_send(m->up, &r, "ping", NULL, ++m->next_id, on_ping, s);
-        } else {
-            server_step(s);
-        }
+        if (!s->cfg->enabled || s->rpc || s->cred_op) continue;
+        if (s->phase == PH_READY) do_ping(s);
+        else server_step(s);
     }
     session_reap(m->gw->sessions, (uint64_t)time(NULL));
 }
@@ -397,8 +460,13 @@ void upmgr_stop(struct upmgr *m)
     m->stopping = 1;
     uv_timer_stop(&m->tick);
     uv_close((uv_handle_t *)&m->tick, NULL);
+    upcred_loop_stop(m->loop);   /* before the client goes: token fetches on it end */
     for (size_t i = 0; i < m->n; i++) {
         up_server *s = &m->servers[i];
+        upcred_cancel(s->cred_op);
+        s->cred_op = NULL;
+        free(s->auth);
+        s->auth = NULL;
         if (s->rpc) up_rpc_cancel(s->rpc);
         s->rpc = NULL;
         s->stream = NULL;   /* freed with the client */

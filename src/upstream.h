@@ -4,7 +4,13 @@
  *
  * A call streams: on_head once the status line and headers are in, on_data for each piece
  * of the body as it arrives (SSE relays without buffering), on_done exactly once at the end
- * (err = NULL on success, else a constant message). After up_call_cancel() no callback runs. */
+ * (err = NULL on success, else a message valid during the callback: copy what you keep). After
+ * up_call_cancel() no callback runs.
+ *
+ * TLS: https upstreams are verified against the system's CA bundle plus ca_pem; tls_server_name
+ * verifies (and sends as SNI) another name than the URL's host, while the connection still goes
+ * to the URL's host and port and Host stays the URL's; client_cert/client_key present a client
+ * certificate (mTLS). Certificate failures come back as a message that says what to configure. */
 #ifndef GW_UPSTREAM_H
 #define GW_UPSTREAM_H
 #include <stddef.h>
@@ -22,7 +28,13 @@ typedef struct up_req {
     const char *protocol_version;  /* MCP-Protocol-Version or NULL */
     const char *authorization;     /* verbatim Authorization header or NULL */
     const char *last_event_id;     /* Last-Event-ID or NULL */
-    const char *ca_pem;            /* extra trust (PEM) or NULL */
+    const char *ca_pem;            /* extra trust (PEM), added to the system's CA bundle; or NULL */
+    const char *content_type;      /* of the POST body; NULL = application/json */
+    const char *const *headers;    /* n_headers extra "Name: value" lines, or NULL */
+    size_t      n_headers;
+    const char *client_cert;       /* PEM client certificate (mTLS) or NULL */
+    const char *client_key;        /* PEM private key of client_cert */
+    const char *tls_server_name;   /* name verified in the certificate and sent as SNI, or NULL */
     long        timeout_ms;        /* whole call; 0 = none (long-lived GET streams) */
     size_t      max_body;          /* cap on the response body; 0 = none */
 } up_req;

@@ -10,7 +10,10 @@
 //   tokens    JWT access tokens (typ at+jwt) with aud = the RFC 8707 resource, 30 minutes
 //   clients   anonymous dynamic client registration at <issuer>/clients-registrations/openid-connect; authorization code + PKCE S256;
 //             client_credentials for gw-test / gw-test-secret (user mcp's claims), gw-dev / gw-dev-secret (user dev's)
-//             (and gw-test-post, gw-test-2; see README.md)
+//             (and gw-test-post, gw-test-2, gw-short; see README.md)
+//   exchange  RFC 8693 token exchange (grant_type urn:ietf:params:oauth:grant-type:token-exchange) for the gateway's
+//             own client mcp-gateway / mcp-gateway-secret, as the seed realm enables it: a new token for the
+//             subject token's sub, with aud = the requested audience (or resource)
 //   login     a real HTML login form (wrong password -> error message); consent is granted automatically
 //
 // Environment (see examples/idp/README.md):
@@ -19,7 +22,10 @@
 //   DEFAULT_RESOURCE  audience when a client sends no `resource` (first of RESOURCE, else http://localhost:8080/mcp)
 //   TOKEN_TTL (1800)  ALG (RS256; also RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA) for access tokens
 //   AUTO_APPROVE=1    no login page: every authorization request is logged in as `mcp` (headless tests)
-//   IDP_TEST_HOOKS=1  POST /admin/rotate-keys, POST /admin/alg?alg=ES256, GET /admin/keys (tests only)
+//   EXCHANGE_TTL (300) lifetime of exchanged tokens (never past the subject token's exp)
+//   EXCHANGE_DELAY_MS (0) answer token exchanges this much later (tests of concurrent exchanges)
+//   IDP_TEST_HOOKS=1  POST /admin/rotate-keys, POST /admin/alg?alg=ES256, GET /admin/keys, GET /admin/stats,
+//                     POST /admin/exchange-delay?ms=N (tests only)
 //   IDP_DEBUG=1       log every request on stderr
 import http from "node:http";
 import crypto from "node:crypto";
@@ -46,6 +52,13 @@ async function loadOidcProvider() {
   }
 }
 const { default: Provider, errors } = await loadOidcProvider();
+// jose comes with oidc-provider
+const jose = await (async () => {
+  try { return await import("jose"); } catch {
+    const dir = process.env.IDP_NODE_MODULES || path.join(ROOT, "tests/node_modules");
+    return import(pathToFileURL(createRequire(path.join(dir, "..", "package.json")).resolve("jose")).href);
+  }
+})();
 
 // ------------------------------------------------------------------ settings
 
@@ -56,6 +69,10 @@ const MOUNT = new URL(ISSUER).pathname.replace(/\/+$/, "");       // "/realms/mc
 const RESOURCES = (process.env.RESOURCE || "").split(",").map((s) => s.trim()).filter(Boolean);
 const DEFAULT_RESOURCE = process.env.DEFAULT_RESOURCE || RESOURCES[0] || "http://localhost:8080/mcp";
 const TOKEN_TTL = Number(process.env.TOKEN_TTL || 1800);
+const EXCHANGE_TTL = Number(process.env.EXCHANGE_TTL || 300);
+let exchangeDelayMs = Number(process.env.EXCHANGE_DELAY_MS || 0);
+const GRANT_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+const TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token";
 const AUTO_APPROVE = /^(1|true|yes)$/i.test(process.env.AUTO_APPROVE || "");
 const TEST_HOOKS = /^(1|true|yes)$/i.test(process.env.IDP_TEST_HOOKS || "");
 const DEBUG = /^(1|true|yes)$/i.test(process.env.IDP_DEBUG || "");
@@ -114,8 +131,12 @@ const USERS = {
 const BY_SUB = Object.fromEntries(Object.entries(USERS).map(([name, u]) => [u.sub, { name, ...u }]));
 
 // Pre-registered confidential clients for client_credentials. Their tokens' sub is the client id; `claims`
-// are added to their access tokens like a Keycloak service account's.
+// are added to their access tokens like a Keycloak service account's; `ttl` (seconds) overrides TOKEN_TTL;
+// `grants` adds grant types (mcp-gateway: token exchange, like the seed realm's client of that name).
 const SERVICE_CLIENTS = {
+  "mcp-gateway": { secret: "mcp-gateway-secret", auth: "client_secret_basic", grants: [GRANT_EXCHANGE],
+    claims: { groups: [], resource_access: {} } },
+  "gw-short": { secret: "gw-short-secret", auth: "client_secret_basic", ttl: 3, claims: { groups: [], resource_access: {} } },
   "gw-test": { secret: "gw-test-secret", auth: "client_secret_basic",
     claims: { groups: USERS.mcp.claims.groups, resource_access: USERS.mcp.claims.resource_access } },
   "gw-test-post": { secret: "gw-test-secret", auth: "client_secret_post",
@@ -168,7 +189,7 @@ function buildProvider() {
     jwks: { keys },
     findAccount,
     clients: Object.entries(SERVICE_CLIENTS).map(([id, c]) => ({
-      client_id: id, client_secret: c.secret, grant_types: ["client_credentials"], redirect_uris: [],
+      client_id: id, client_secret: c.secret, grant_types: ["client_credentials", ...(c.grants || [])], redirect_uris: [],
       response_types: [], token_endpoint_auth_method: c.auth,
     })),
     scopes: ["openid", "offline_access", ...RESOURCE_SCOPES, "email"],
@@ -191,8 +212,9 @@ function buildProvider() {
       return { azp: token.clientId };
     },
     pkce: { required: () => true },
-    ttl: {
-      AccessToken: TOKEN_TTL, ClientCredentials: TOKEN_TTL, IdToken: TOKEN_TTL, Session: TOKEN_TTL,
+    ttl: {   // a resource server's accessTokenTTL (getResourceServerInfo: per client) wins
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? TOKEN_TTL,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? TOKEN_TTL, IdToken: TOKEN_TTL, Session: TOKEN_TTL,
       Grant: TOKEN_TTL, RefreshToken: TOKEN_TTL, AuthorizationCode: 60, Interaction: 600,
     },
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed("refresh_token"),
@@ -211,11 +233,11 @@ function buildProvider() {
         enabled: true,
         defaultResource: async (_ctx, _client, oneOf) => oneOf ?? DEFAULT_RESOURCE,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (_ctx, indicator) => {
+        getResourceServerInfo: async (_ctx, indicator, client) => {
           debug("token for resource", indicator, "alg", accessTokenAlg);
           if (!resourceAllowed(indicator)) throw new errors.InvalidTarget();
           return { scope: RESOURCE_SCOPES.join(" "), audience: indicator, accessTokenFormat: "jwt",
-                   accessTokenTTL: TOKEN_TTL, jwt: { sign: { alg: accessTokenAlg } } };
+                   accessTokenTTL: SERVICE_CLIENTS[client?.clientId]?.ttl ?? TOKEN_TTL, jwt: { sign: { alg: accessTokenAlg } } };
         },
       },
     },
@@ -226,7 +248,60 @@ function buildProvider() {
     },
   });
   provider.on("server_error", (_ctx, err) => console.error("dev-idp: server_error", err));
+  provider.on("grant.success", (ctx) => count(ctx.oidc.params?.grant_type, ctx.oidc.client?.clientId, "ok"));
+  provider.on("grant.error", (ctx) => count(ctx.oidc.params?.grant_type, ctx.oidc.client?.clientId, "error"));
+  provider.registerGrantType(GRANT_EXCHANGE, tokenExchange,
+    ["subject_token", "subject_token_type", "requested_token_type", "audience", "scope", "resource",
+     "actor_token", "actor_token_type"]);
   return provider;
+}
+
+// ------------------------------------------------------------------ RFC 8693 token exchange
+
+// Requests by grant type and client, for the tests (GET /admin/stats).
+const stats = { grants: {} };
+function count(grant, client, outcome) {
+  const g = (stats.grants[grant || "?"] ??= { ok: 0, error: 0, byClient: {} });
+  g[outcome]++;
+  const c = (g.byClient[client || "?"] ??= { ok: 0, error: 0 });
+  c[outcome]++;
+}
+
+const publicJwk = ({ d, p, q, dp, dq, qi, ...pub }) => pub;
+const signingKey = () => keys.find((k) => k.alg === accessTokenAlg);
+
+// The client (authenticated by the token endpoint) exchanges an access token of this IdP for one whose aud is the
+// requested audience (or resource) and whose sub is the subject token's: Keycloak's standard token exchange.
+async function tokenExchange(ctx) {
+  const { params, client } = ctx.oidc;
+  if (exchangeDelayMs) await new Promise((r) => setTimeout(r, exchangeDelayMs));
+  if (!client.grantTypeAllowed(GRANT_EXCHANGE)) throw new errors.UnauthorizedClient("token exchange is not enabled for this client");
+  if (!params.subject_token) throw new errors.InvalidRequest("subject_token is required");
+  if (params.subject_token_type !== TYPE_ACCESS) throw new errors.InvalidRequest(`subject_token_type must be ${TYPE_ACCESS}`);
+  if (params.requested_token_type && params.requested_token_type !== TYPE_ACCESS)
+    throw new errors.InvalidRequest(`requested_token_type must be ${TYPE_ACCESS}`);
+  const audience = params.audience || params.resource;
+  if (!audience) throw new errors.InvalidTarget("audience (or resource) is required");
+  let subject;
+  try {
+    ({ payload: subject } = await jose.jwtVerify(params.subject_token, jose.createLocalJWKSet({ keys: keys.map(publicJwk) }),
+      { issuer: ISSUER }));
+  } catch (e) {
+    throw new errors.InvalidGrant(`subject_token is not a valid access token of this issuer (${e.code || e.message})`);
+  }
+  const now = Math.floor(Date.now() / 1000);
+  const exp = Math.min(now + EXCHANGE_TTL, subject.exp);
+  const k = signingKey();
+  const claims = { sub: subject.sub, azp: client.clientId, client_id: client.clientId, act: { sub: client.clientId },
+                   scope: params.scope || subject.scope, jti: crypto.randomUUID() };
+  for (const c of ["preferred_username", "groups", "realm_access", "resource_access"]) if (subject[c] !== undefined) claims[c] = subject[c];
+  const token = await new jose.SignJWT(claims)
+    .setProtectedHeader({ alg: k.alg, kid: k.kid, typ: "at+jwt" })
+    .setIssuer(ISSUER).setAudience(audience).setIssuedAt(now).setExpirationTime(exp)
+    .sign(await jose.importJWK(k, k.alg));
+  debug("token exchange for", subject.sub, "audience", audience, "by", client.clientId);
+  ctx.body = { access_token: token, issued_token_type: TYPE_ACCESS, token_type: "Bearer", expires_in: exp - now,
+               ...(claims.scope ? { scope: claims.scope } : {}) };
 }
 
 let provider = buildProvider();
@@ -368,6 +443,11 @@ async function hooks(req, res, url) {
   const json = (status, v) => send(res, status, JSON.stringify(v), "application/json");
   const kids = () => keys.map((k) => ({ kid: k.kid, alg: k.alg, kty: k.kty }));
   if (url.pathname === "/admin/keys" && req.method === "GET") return json(200, { alg: accessTokenAlg, keys: kids() });
+  if (url.pathname === "/admin/stats" && req.method === "GET") return json(200, stats);
+  if (url.pathname === "/admin/exchange-delay" && req.method === "POST") {
+    exchangeDelayMs = Number(url.searchParams.get("ms") || 0);
+    return json(200, { exchangeDelayMs });
+  }
   if (url.pathname === "/admin/rotate-keys" && req.method === "POST") {
     keys = keySet([accessTokenAlg]);                     // all new kids; the old keys leave the JWKS
     rebuild();
