@@ -1,6 +1,6 @@
 // The official MCP conformance suite (@modelcontextprotocol/conformance, Node 22 from npm) run
 // through the gateway: its fixture backend (tests/servers/conf-backend.mjs) behind the gateway
-// with no prefix, every scenario of `--suite all`. One test per scenario, from the suite's summary.
+// with no prefix, beside a second upstream with a prefix, every scenario of `--suite all`. One test per scenario, from the suite's summary.
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -15,12 +15,15 @@ const backendPort = await L.freePort();
 const backend = L.spawnProc("conf-backend", process.execPath, [path.join(L.ROOT, "tests/servers/conf-backend.mjs")],
   { env: { PORT: String(backendPort) }, cwd: path.join(L.ROOT, "tests") });
 await L.waitPort(backendPort, { proc: backend, what: "conformance backend" });
-const gw = await L.startGateway({ servers: [{ name: "conformance", url: `http://127.0.0.1:${backendPort}/mcp` }] });
+// a second upstream with a prefix in the same gateway: the fixtures must not be disturbed by it
+const second = await L.startExample({ name: "server1" });
+const gw = await L.startGateway({ servers: [{ name: "conformance", url: `http://127.0.0.1:${backendPort}/mcp` },
+                                            { name: "example/server1", url: second.url, prefix: "s1_" }] });
 // the upstream's lists must be in before the suite looks
 await L.waitFor(async () => {
-  const r = await fetch(`${gw.base}/status/conformance`);
-  return r.ok && (await r.json()).ready;
-}, { what: "the conformance backend to be ready behind the gateway" });
+  const r = await fetch(`${gw.base}/status`);
+  return r.ok && (await r.json()).servers.every((x) => x.ready);
+}, { what: "both upstreams to be ready behind the gateway" });
 
 // the suite's DNS-rebinding scenario needs `localhost` in the URL
 const run = spawnSync(N22, [CONFORMANCE, "server", "--url", `http://localhost:${gw.port}/mcp`, "--suite", "all"],
@@ -53,6 +56,16 @@ describe("conformance suite through the gateway", () => {
     assert.ok(atotal, `no "Total:" line (exit ${alpha.status}); see build/test-logs/70-conformance-alpha.log`);
     assert.ok(Number(atotal[1]) >= 70, `at least 70 checks passed: ${atotal[0]}`);
     assert.equal(Number(atotal[2]), 0, `${atotal[0]}; failing: ${[...aout.matchAll(/^✗ .*$/gm)].join("; ")}`);
+  });
+
+  test("the prefixed second upstream is federated beside the fixtures, and answers", async () => {
+    const { sessionId } = await L.rawSession(gw.url);
+    const list = await L.rpc(gw.url, { jsonrpc: "2.0", id: 2, method: "tools/list" }, { sessionId });
+    const names = list.message.result.tools.map((t) => t.name);
+    assert.ok(names.includes("s1_echo") && names.includes("test_simple_text"), names.join(","));
+    const r = await L.rpc(gw.url, { jsonrpc: "2.0", id: 3, method: "tools/call",
+                                    params: { name: "s1_echo", arguments: { text: "beside" } } }, { sessionId });
+    assert.equal(L.textOf(r.message.result), "beside");
   });
 
   for (const s of scenarios)
