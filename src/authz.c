@@ -554,7 +554,6 @@ static struct {
     int            th_mode;       /* a key is configured, or --enforce-capability-filtering */
     int            enforce;
     int            audit;
-    int            json_log;
     pthread_key_t  local;
     int            local_made;
 } Z;
@@ -621,7 +620,6 @@ int authz_init(gateway *gw)
     const gw_config *cfg = gw->cfg;
     char err[512];
     Z.gw = gw;
-    Z.json_log = cfg->log_format && !strcmp(cfg->log_format, "json");
     if (!Z.local_made && pthread_key_create(&Z.local, local_free) == 0) Z.local_made = 1;
     if (cfg->authz.on) {
         Z.policy = authz_policy_new(cfg, cfg->config_file ? cfg->config_file : "config", err, sizeof err);
@@ -911,43 +909,11 @@ static void audit(const authz_req *az, int method, size_t server, const char *fe
     }
     const char *vs = az->vs >= 0 ? Z.gw->cfg->vservers[az->vs].name : NULL;
     const char *srv = Z.gw->cfg->servers[server].name, *m = authz_method_name(method);
-    if (!Z.json_log) {
-        log_msg(level, "audit", "%s %s %s (%s on %s)%s%s rule=%s subject=%s client=%s session=%s",
-                r->allow ? "allow" : "deny", m, fed_name, up_name, srv, vs ? " virtualServer=" : "", vs ? vs : "",
-                r->rule, *sub ? sub : "-", *client ? client : "-", *sess ? sess : "-");
-        return;
-    }
-    /* log.c's JSON line, with the decision as fields of their own */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char when[40];
-    size_t wl = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(when + wl, sizeof when - wl, ".%03ldZ", ts.tv_nsec / 1000000);
-    char line[16384];
-    buf b = {line, 0, sizeof line, sizeof line - 2};
-    const char *kv[][2] = {{"subject", sub}, {"client", client}, {"session", sess}, {"method", m}, {"server", srv},
-                           {"name", fed_name}, {"upstreamName", up_name}, {"virtualServer", vs},
+    const char *kv[][2] = {{"subject", *sub ? sub : NULL}, {"client", *client ? client : NULL},
+                           {"session", *sess ? sess : NULL}, {"method", m}, {"server", srv}, {"name", fed_name},
+                           {"upstreamName", up_name}, {"virtualServer", vs},
                            {"decision", r->allow ? "allow" : "deny"}, {"rule", r->rule}};
-    int bad = buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"ctx\":\"audit\",\"msg\":\"authorization decision\"",
-                         when, level == LOG_INFO ? "info" : "debug");
-    for (size_t i = 0; i < sizeof kv / sizeof *kv; i++) {
-        bad |= buf_printf(&b, ",\"%s\":", kv[i][0]);
-        if (!kv[i][1]) { bad |= buf_appends(&b, "null"); continue; }
-        bad |= buf_append(&b, "\"", 1);
-        bad |= buf_json_str(&b, kv[i][1], strlen(kv[i][1]));
-        bad |= buf_append(&b, "\"", 1);
-    }
-    if (bad) {   /* never a broken line */
-        b.len = 0;
-        buf_printf(&b, "{\"time\":\"%s\",\"level\":\"info\",\"ctx\":\"audit\",\"msg\":\"authorization decision (names too long)\","
-                       "\"decision\":\"%s\"", when, r->allow ? "allow" : "deny");
-    }
-    line[b.len++] = '}';
-    line[b.len++] = '\n';
-    ssize_t wr = write(STDERR_FILENO, line, b.len);
-    (void)wr;
+    log_fields(level, "audit", "authorization decision", kv, sizeof kv / sizeof *kv);
 }
 
 int authz_call(authz_req *az, enum cat_kind kind, const cat_entry *e, int method, authz_result *r)

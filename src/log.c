@@ -25,6 +25,64 @@ static const char *level_name(int level)
     return "error";
 }
 
+static void timestamp(char when[40])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t wl = strftime(when, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + wl, 40 - wl, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* One write(2) per line, so that lines of several threads never interleave. */
+static void emit(buf *b, size_t cap)
+{
+    if (b->len == 0 || b->data[b->len - 1] != '\n') { /* truncated: still end the line */
+        if (b->len >= cap - 1) b->len = cap - 2;
+        b->data[b->len++] = '\n';
+    }
+    ssize_t w = write(STDERR_FILENO, b->data, b->len);
+    (void)w;
+}
+
+static void json_head(buf *b, const char *when, int level, const char *ctx, const char *msg)
+{
+    buf_printf(b, "{\"time\":\"%s\",\"level\":\"%s\"", when, level_name(level));
+    if (ctx) { buf_appends(b, ",\"ctx\":\""); buf_json_str(b, ctx, strlen(ctx)); buf_appends(b, "\""); }
+    buf_appends(b, ",\"msg\":\"");
+    buf_json_str(b, msg, strlen(msg));
+    buf_appends(b, "\"");
+}
+
+void log_fields(int level, const char *ctx, const char *msg, const char *const kv[][2], size_t n)
+{
+    if (!log_enabled(level)) return;
+    char when[40], line[8192];
+    timestamp(when);
+    buf b = {line, 0, sizeof line, sizeof line - 1};
+    if (log_json) {
+        json_head(&b, when, level, ctx, msg);
+        for (size_t i = 0; i < n; i++) {
+            buf_printf(&b, ",\"%s\":", kv[i][0]);
+            if (!kv[i][1]) { buf_appends(&b, "null"); continue; }
+            buf_append(&b, "\"", 1);
+            buf_json_str(&b, kv[i][1], strlen(kv[i][1]));
+            buf_append(&b, "\"", 1);
+        }
+        if (buf_appends(&b, "}\n")) { /* too long: the head alone, still valid JSON */
+            b.len = 0;
+            json_head(&b, when, level, ctx, msg);
+            buf_appends(&b, ",\"truncated\":true}\n");
+        }
+    } else {
+        buf_printf(&b, "%s %-5s %s%s%s%s", when, level_name(level), ctx ? "[" : "", ctx ? ctx : "", ctx ? "] " : "", msg);
+        for (size_t i = 0; i < n; i++) buf_printf(&b, " %s=%s", kv[i][0], kv[i][1] ? kv[i][1] : "-");
+        buf_appends(&b, "\n");
+    }
+    emit(&b, sizeof line);
+}
+
 void log_msg(int level, const char *ctx, const char *fmt, ...)
 {
     if (!log_enabled(level)) return;
@@ -34,30 +92,16 @@ void log_msg(int level, const char *ctx, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
 
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
     char when[40];
-    size_t wl = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(when + wl, sizeof when - wl, ".%03ldZ", ts.tv_nsec / 1000000);
-
+    timestamp(when);
     char line[4096];
     buf b = {line, 0, sizeof line, sizeof line - 1};
     if (log_json) {
-        buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\"", when, level_name(level));
-        if (ctx) { buf_appends(&b, ",\"ctx\":\""); buf_json_str(&b, ctx, strlen(ctx)); buf_appends(&b, "\""); }
-        buf_appends(&b, ",\"msg\":\"");
-        buf_json_str(&b, msg, strlen(msg));
-        buf_appends(&b, "\"}\n");
+        json_head(&b, when, level, ctx, msg);
+        buf_appends(&b, "}\n");
     } else {
         buf_printf(&b, "%s %-5s %s%s%s%s\n", when, level_name(level), ctx ? "[" : "", ctx ? ctx : "",
                    ctx ? "] " : "", msg);
     }
-    if (b.len == 0 || b.data[b.len - 1] != '\n') { /* truncated: still end the line */
-        if (b.len >= sizeof line - 1) b.len = sizeof line - 2;
-        line[b.len++] = '\n';
-    }
-    ssize_t w = write(STDERR_FILENO, line, b.len);
-    (void)w;
+    emit(&b, sizeof line);
 }
