@@ -467,17 +467,13 @@ static void do_delete(worker *w, http_req *req, const auth_identity *id)
     if (session_check(w, req, id, &cl, &sid) != 0) return;
     char **up = session_revoke(w->gw->sessions, sid, (uint64_t)time(NULL));
     if (up) {
-        /* end the upstream sessions too (best effort, nobody waits) */
-        static const up_callbacks none = {NULL, NULL, NULL};
+        /* end the upstream sessions too (best effort, nobody waits), with each server's credentials */
         for (size_t i = 0; i < w->gw->cfg->n_servers; i++) {
             if (!up[i]) continue;
             char *sp = strchr(up[i], ' ');
             if (sp && sp[1]) {
                 *sp = '\0';
-                up_req r = {.url = w->gw->cfg->servers[i].url, .method = "DELETE", .session_id = sp + 1,
-                            .protocol_version = up[i], .authorization = w->gw->cfg->servers[i].credential,
-                            .timeout_ms = 5000};
-                upclient_send(w->up, &r, &none, NULL);
+                relay_end_upstream(w, sid, i, up[i], sp + 1);
             }
             free(up[i]);
         }

@@ -327,6 +327,7 @@ typedef struct later {
     size_t       server;
     upcred_who   who;
     upcred_op   *op;
+    int          del;         /* DELETE the upstream session, nobody waits */
     char        *body;        /* a message to POST, nobody waits (owned); or NULL for an rpc: */
     json_t      *params;      /* its params (owned) */
     up_rpc_fn    fn;          /* its answer; always called */
@@ -350,6 +351,13 @@ static void later_send(later *l, const char *auth)
                 .protocol_version = l->version, .authorization = auth,
                 .timeout_ms = w->gw->cfg->upstream_timeout_ms, .max_body = 1 << 20};
     upcred_prepare(w->gw->cfg, l->server, &u);
+    if (l->del) {
+        static const up_callbacks none = {NULL, NULL, NULL};
+        u.method = "DELETE";
+        u.timeout_ms = 5000;
+        upclient_send(w->up, &u, &none, NULL);
+        return;
+    }
     if (l->body) {
         static const up_callbacks none = {NULL, NULL, NULL};
         u.method = "POST";
@@ -366,7 +374,7 @@ static void later_send(later *l, const char *auth)
 
 static void later_fail(later *l, const char *err)
 {
-    if (l->body) log_warn(l->w->gw->cfg->servers[l->server].name, "message to the upstream dropped: %s", err);
+    if (l->body || l->del) log_warn(l->w->gw->cfg->servers[l->server].name, "message to the upstream dropped: %s", err);
     else l->fn(l->ud, NULL, err, 0, NULL);
 }
 
@@ -659,6 +667,16 @@ void relay_send_upstream(worker *w, const char *gw_sid, size_t server, json_t *m
     later *l = later_new(w, server, &who, stored, sp + 1);
     if (!l) return;
     if (!(l->body = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER))) { later_free(l); return; }
+    later_go(l);
+}
+
+void relay_end_upstream(worker *w, const char *gw_sid, size_t server, const char *version, const char *up_session)
+{
+    upcred_who who = {0};
+    if (upcred_needs_caller(w->gw->cfg, server)) upcred_caller_of_session(w->gw, gw_sid, &who);
+    later *l = later_new(w, server, &who, version, up_session);
+    if (!l) return;
+    l->del = 1;
     later_go(l);
 }
 

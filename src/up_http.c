@@ -42,6 +42,9 @@ struct up_call {
     char               content_type[128];
     struct curl_slist *connect_to;   /* tls_server_name: where the connection really goes */
     char              *ca_blob;      /* a combined bundle of this call's own (the cache was full) */
+    int                tls;          /* https, and whether a client certificate was presented */
+    int                client_cert;
+    int                answered;     /* a status line came */
     char               errbuf[CURL_ERROR_SIZE];
     char               err[512];     /* on_done's message when it needs more than a constant */
     int                head_sent;
@@ -216,12 +219,20 @@ static const char *call_error(up_call *c, CURLcode res)
                      : "add its CA as caCert or gatewayCACertPEM");
         return c->err;
     case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:   /* TLS 1.3: a refused client certificate is an alert after the handshake */
-        if (!strstr(detail, "alert")) return curl_easy_strerror(res);
+    case CURLE_SEND_ERROR:
+        /* TLS 1.3: a refused client certificate is an alert after the handshake, or the connection
+         * closed under the first request */
+        if (!c->tls || c->answered) return curl_easy_strerror(res);
+        if (!strstr(detail, "alert")) {
+            snprintf(c->err, sizeof c->err, "TLS: the upstream closed the connection before answering (%s)%s", detail,
+                     c->client_cert ? "" : ": does it require a client certificate (clientCert, clientKey)?");
+            return c->err;
+        }
         /* fall through */
     case CURLE_SSL_CONNECT_ERROR:
         snprintf(c->err, sizeof c->err, "TLS handshake with the upstream failed (%s)%s", detail,
-                 strstr(detail, "alert") ? ": does it require a client certificate (clientCert, clientKey)?" : "");
+                 strstr(detail, "alert") && !c->client_cert ? ": does it require a client certificate (clientCert, clientKey)?"
+                                                            : "");
         return c->err;
     case CURLE_SSL_CERTPROBLEM:
         snprintf(c->err, sizeof c->err, "TLS: the client certificate cannot be used (%s)", detail);
@@ -344,6 +355,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     up_call *c = ud;
     size_t len = size * n;
     if (len >= 4 && strncmp(p, "HTTP", 4) == 0) { /* a new header block (e.g. after a redirect) */
+        c->answered = 1;
         c->session_id[0] = c->content_type[0] = '\0';
         return len;
     }
@@ -524,6 +536,8 @@ up_call *upclient_send(upclient *u, const up_req *r, const up_callbacks *cb, voi
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     if (r->timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    c->tls = !strncasecmp(r->url, "https://", 8);
+    c->client_cert = r->client_cert && r->client_key;
     if (r->ca_pem) {   /* the system bundle plus this PEM: the cached combination outlives the call */
         size_t len = 0;
         const char *ca = ca_combined(r->ca_pem, &len, &c->ca_blob);

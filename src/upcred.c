@@ -180,7 +180,8 @@ void upcred_free(void)
 
 static const gw_upcred_cfg *cred(size_t server) { return U.srv[server].cfg->cred; }
 
-/* Which source a request uses: T_EXCHANGE, T_CLIENT, or -1 static / forwarded / none. */
+/* Which credential a request to server carries: who NULL = discovery (the gateway's), else a call
+ * made for a client (its own, when the server has one for callers). */
 enum { SRC_NONE, SRC_STATIC, SRC_FORWARD, SRC_EXCHANGE, SRC_CLIENT };
 static int source(size_t server, const upcred_who *who)
 {
@@ -810,9 +811,14 @@ int upcred_get(gateway *gw, uv_loop_t *loop, upclient **up, size_t server, const
     case SRC_NONE:
         return UPCRED_READY;
     case SRC_STATIC:
-        pthread_mutex_lock(&U.lock);
-        *auth = dupstr(U.srv[server].static_auth);
-        pthread_mutex_unlock(&U.lock);
+        if (!cred(server) || !cred(server)->cred_file) {   /* cannot change: no lock on the hot path */
+            *auth = dupstr(U.srv[server].cfg->credential);
+        } else {
+            pthread_mutex_lock(&U.lock);
+            *auth = dupstr(U.srv[server].static_auth);
+            pthread_mutex_unlock(&U.lock);
+        }
+        if (!*auth) { snprintf(err, errlen, "out of memory"); return UPCRED_FAILED; }
         return UPCRED_READY;
     case SRC_FORWARD: {
         if (!who->set) return UPCRED_READY;   /* nothing to forward */
