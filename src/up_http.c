@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 
 #define UP_EASY_POOL 64
@@ -27,6 +28,8 @@ struct upclient {
     up_call    *dead;                /* cancelled from inside libcurl: removed when it returns */
     int         in_curl;             /* inside curl_multi_socket_action (no recursive API calls) */
     int         closing;
+    struct up_sock **socks;          /* by fd: a poll handle lives as long as its socket */
+    size_t      n_socks;
 };
 
 struct up_call {
@@ -294,25 +297,56 @@ static void on_poll(uv_poll_t *p, int status, int events)
 
 static void on_sock_closed(uv_handle_t *h) { free(h->data); }
 
+/* The poll handle of fd, made on first use. libcurl says CURL_POLL_REMOVE after every transfer on
+ * a kept-alive connection: the handle is only stopped then, and closed when libcurl closes the
+ * socket (close_cb) — not rebuilt for each call (that cost 6 epoll_ctl a call). */
+static up_sock *sock_get(upclient *u, curl_socket_t fd)
+{
+    if (fd < 0) return NULL;
+    if ((size_t)fd >= u->n_socks) {
+        size_t n = u->n_socks ? u->n_socks : 64;
+        while (n <= (size_t)fd) n *= 2;
+        up_sock **t = realloc(u->socks, n * sizeof *t);
+        if (!t) return NULL;
+        memset(t + u->n_socks, 0, (n - u->n_socks) * sizeof *t);
+        u->socks = t;
+        u->n_socks = n;
+    }
+    up_sock *s = u->socks[fd];
+    if (s) return s;
+    s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->fd = fd;
+    s->u = u;
+    if (uv_poll_init_socket(u->loop, &s->poll, fd)) { free(s); return NULL; }
+    s->poll.data = s;
+    u->socks[fd] = s;
+    return s;
+}
+
+static int close_cb(void *clientp, curl_socket_t fd)
+{
+    upclient *u = clientp;
+    up_sock *s = fd >= 0 && (size_t)fd < u->n_socks ? u->socks[fd] : NULL;
+    if (s) {   /* before the fd goes: epoll must forget it while it is still open */
+        u->socks[fd] = NULL;
+        uv_poll_stop(&s->poll);
+        uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+    }
+    return close(fd);
+}
+
 static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
 {
     upclient *u = userp;
     up_sock *s = sockp;
     if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-            curl_multi_assign(u->multi, fd, NULL);
-        }
+        if (s) uv_poll_stop(&s->poll);   /* kept until libcurl closes the socket */
         return 0;
     }
     if (!s) {
-        s = calloc(1, sizeof *s);
+        s = sock_get(u, fd);
         if (!s) return -1;
-        s->fd = fd;
-        s->u = u;
-        if (uv_poll_init_socket(u->loop, &s->poll, fd)) { free(s); return -1; }
-        s->poll.data = s;
         curl_multi_assign(u->multi, fd, s);
     }
     int ev = 0;
@@ -471,7 +505,15 @@ void upclient_free(upclient *u)
     }
     for (int i = 0; i < u->n_pool; i++) curl_easy_cleanup(u->pool[i]);
     u->n_pool = 0;
-    curl_multi_cleanup(u->multi);
+    curl_multi_cleanup(u->multi);   /* closes the cached connections: close_cb closes their polls */
+    for (size_t i = 0; i < u->n_socks; i++)   /* sockets libcurl closed without telling (none expected) */
+        if (u->socks[i]) {
+            uv_poll_stop(&u->socks[i]->poll);
+            uv_close((uv_handle_t *)&u->socks[i]->poll, on_sock_closed);
+        }
+    free(u->socks);
+    u->socks = NULL;
+    u->n_socks = 0;
     uv_timer_stop(&u->timer);
     uv_close((uv_handle_t *)&u->timer, on_timer_closed);
 }
@@ -533,6 +575,8 @@ up_call *upclient_send(upclient *u, const up_req *r, const up_callbacks *cb, voi
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     if (r->timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
