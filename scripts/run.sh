@@ -103,7 +103,7 @@ Try it:
     -d '$INIT'
   # then send the Mcp-Session-Id header it returned with "tools/list", "tools/call", ...
 
-  Interactive: npx @modelcontextprotocol/inspector   (transport "Streamable HTTP", URL $URL)
+  Interactive: MCP Inspector (see docs/authentication.md), transport "Streamable HTTP", URL $URL
 
 Press Ctrl-C to stop.
 MSG
@@ -135,9 +135,12 @@ With a token (client_credentials of the test client gw-test, audience = the gate
     -d '$INIT'
 
 MCP Inspector (the full browser flow: 401 -> metadata -> registration -> login -> token):
-  npx @modelcontextprotocol/inspector
-  then in the page it opens: transport "Streamable HTTP", URL $URL, Connect;
-  log in as mcp / mcp on the IdP's page (or use "Open Auth Settings" -> "Quick OAuth Flow").
+  tests/node22/node_modules/.bin/node \\
+    tests/node22/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js \\
+    --web --transport http --server-url $URL
+  (Inspector 2.x needs Node >= 22.19; scripts/deps.sh test installs it there), open the page it
+  prints, switch the gateway on, log in as mcp / mcp on the IdP's page. Walkthrough with
+  screenshots: docs/authentication.md.
 
 Without authentication: make run RUN_NO_AUTH=1 (or scripts/run.sh --no-auth).
 Press Ctrl-C to stop.
