@@ -1245,7 +1245,7 @@ static int authz_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml_
     gw_authz_cfg *a = &c->authz;
     if (!strcasecmp(key, "mode")) {
         gw_strlist m = {0};
-        if (authz_names(c, key, v, &m, NULL) < 0) return -1;
+        if (authz_names(c, key, v, &m, NULL) < 0) { config_strlist_free(&m); return -1; }
         a->mode = 0;
         for (size_t i = 0; i < m.n; i++)   /* "rules+roles" or [rules, roles] */
             for (char *save = NULL, *t = strtok_r(m.v[i], "+, ", &save); t; t = strtok_r(NULL, "+, ", &save)) {

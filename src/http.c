@@ -13,6 +13,7 @@
 #define HTTP_MAX_CONNS    100000
 
 enum conn_state { CS_IDLE, CS_HEADERS, CS_BODY, CS_INFLIGHT, CS_CLOSING };
+enum hdr_state { HS_URL = 0, HS_NAME = 1, HS_VALUE = 2, HS_VALUE_DONE = 3, HS_NAME_DONE = 4 };
 #define HTTP_LINGER_MS 2000        /* after a final response: read and discard, then close */
 
 struct http_conn {
@@ -23,7 +24,8 @@ struct http_conn {
     http_req       *req;          /* being parsed or in flight */
     buf             pending;      /* bytes read while paused, not yet parsed */
     size_t          queued;       /* bytes handed to uv_write and not yet written */
-    int             hdr_state;    /* 0 none, 1 in field, 2 in value */
+    int             hdr_state;    /* HS_*: where in the header section the parser is */
+    size_t          trailer_bytes;
     int             state;
     int             error_status; /* set by a parser callback that rejects the request */
     int             reading;
@@ -361,7 +363,8 @@ static int on_message_begin(llhttp_t *p)
     buf_init(&r->raw, c->srv->lim.max_header_size);
     buf_init(&r->body, c->srv->lim.max_body);
     c->req = r;
-    c->hdr_state = 0;
+    c->hdr_state = HS_URL;
+    c->trailer_bytes = 0;
     c->state = CS_HEADERS;
     conn_arm_timer(c);
     return 0;
@@ -375,45 +378,90 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-/* Header bytes are stored in req->raw as: url \0 (name \0 value \0)* — offsets fixed up later. */
-static int hdr_append(http_conn *c, const char *at, size_t len, int state)
+/* Header bytes are stored in req->raw as: url \0 (name \0 value \0)* — offsets fixed up at the
+ * end of the header section. hdr_state: 0 in the url, 1 in a name, 4 name complete, 2 in a
+ * value, 3 value complete. Trailers (after a chunked body) are counted against the header
+ * limit and dropped: the header pointers are already handed out. */
+
+static int hdr_fail(http_conn *c, int status)
 {
-    http_req *r = c->req;
-    if (c->hdr_state != state) {
-        if (c->hdr_state == 0) { if (buf_append(&r->raw, "", 1)) goto big; }   /* end url */
-        else if (buf_append(&r->raw, "", 1)) goto big;                          /* end field or value */
-        if (state == 1 && ++r->n_headers > c->srv->lim.max_headers) goto big;
-        c->hdr_state = state;
-    }
-    if (buf_append(&r->raw, at, len)) goto big;
-    return 0;
-big:
-    c->error_status = 431;
+    c->error_status = status;
     return -1;
 }
 
-static int on_header_field(llhttp_t *p, const char *at, size_t len) { return hdr_append(CONN(p), at, len, 1); }
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    http_conn *c = CONN(p);
+    http_req *r = c->req;
+    if (c->state != CS_HEADERS) {   /* a trailer */
+        c->trailer_bytes += len;
+        return c->trailer_bytes > c->srv->lim.max_header_size ? hdr_fail(c, 431) : 0;
+    }
+    if (c->hdr_state != HS_NAME) {   /* a new name: end the url or the previous value */
+        if (c->hdr_state != HS_URL && c->hdr_state != HS_VALUE_DONE) return hdr_fail(c, 400);
+        if (buf_append(&r->raw, "", 1) || ++r->n_headers > c->srv->lim.max_headers) return hdr_fail(c, 431);
+        c->hdr_state = HS_NAME;
+    }
+    return buf_append(&r->raw, at, len) ? hdr_fail(c, 431) : 0;
+}
 
-/* A field name ends at the colon: whitespace before it is an error (RFC 9112 section 5.1). */
+/* A field name ends at the colon: empty, or whitespace before the colon, is an error (RFC 9112
+ * section 5.1). */
 static int on_header_field_complete(llhttp_t *p)
 {
     http_conn *c = CONN(p);
+    if (c->state != CS_HEADERS) return 0;
     buf *raw = &c->req->raw;
-    if (raw->len && (raw->data[raw->len - 1] == ' ' || raw->data[raw->len - 1] == '\t')) {
-        c->error_status = 400;
-        return -1;
+    if (c->hdr_state != HS_NAME || !raw->len || raw->data[raw->len - 1] == '\0') return hdr_fail(c, 400);
+    /* the name is a token (RFC 9110 section 5.6.2): no spaces, controls or separators */
+    static const char tchar_extra[] = "!#$%&'*+-.^_`|~";
+    for (size_t i = raw->len; i > 0 && raw->data[i - 1] != '\0'; i--) {
+        unsigned char ch = (unsigned char)raw->data[i - 1];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch && strchr(tchar_extra, ch))))
+            return hdr_fail(c, 400);
     }
+    c->hdr_state = HS_NAME_DONE;
     return 0;
 }
-static int on_header_value(llhttp_t *p, const char *at, size_t len) { return hdr_append(CONN(p), at, len, 2); }
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    http_conn *c = CONN(p);
+    http_req *r = c->req;
+    if (c->state != CS_HEADERS) {
+        c->trailer_bytes += len;
+        return c->trailer_bytes > c->srv->lim.max_header_size ? hdr_fail(c, 431) : 0;
+    }
+    if (c->hdr_state == HS_NAME_DONE) {   /* end the name */
+        if (buf_append(&r->raw, "", 1)) return hdr_fail(c, 431);
+        c->hdr_state = HS_VALUE;
+    } else if (c->hdr_state != HS_VALUE) {
+        return hdr_fail(c, 400);   /* a value without a name */
+    }
+    return buf_append(&r->raw, at, len) ? hdr_fail(c, 431) : 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    http_conn *c = CONN(p);
+    if (c->state != CS_HEADERS) return 0;
+    if (c->hdr_state == HS_NAME_DONE) {   /* an empty value: no value callback came */
+        if (buf_append(&c->req->raw, "", 1)) return hdr_fail(c, 431);
+    } else if (c->hdr_state != HS_VALUE) {
+        return hdr_fail(c, 400);
+    }
+    c->hdr_state = HS_VALUE_DONE;
+    return 0;
+}
 
 static int on_headers_complete(llhttp_t *p)
 {
     http_conn *c = CONN(p);
     http_req *r = c->req;
-    if (c->hdr_state == 1) { c->error_status = 400; return -1; }   /* field without value */
-    if (buf_append(&r->raw, "", 1)) { c->error_status = 431; return -1; }
-    if (c->hdr_state == 0) { if (buf_append(&r->raw, "", 1)) { c->error_status = 431; return -1; } }
+    if (c->hdr_state != HS_URL && c->hdr_state != HS_VALUE_DONE) return hdr_fail(c, 400);   /* a name without value */
+    if (buf_append(&r->raw, "", 1)) return hdr_fail(c, 431);   /* ends the url or the last value */
+    if (c->hdr_state == HS_URL && buf_append(&r->raw, "", 1)) return hdr_fail(c, 431);
     /* split url into path and query */
     char *url = r->raw.data;
     size_t ulen = strlen(url);
@@ -663,6 +711,7 @@ http_server *http_server_new(uv_loop_t *loop, const http_limits *lim, http_handl
     s->settings.on_header_field = on_header_field;
     s->settings.on_header_value = on_header_value;
     s->settings.on_header_field_complete = on_header_field_complete;
+    s->settings.on_header_value_complete = on_header_value_complete;
     s->settings.on_headers_complete = on_headers_complete;
     s->settings.on_body = on_body;
     s->settings.on_message_complete = on_message_complete;
