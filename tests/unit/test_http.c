@@ -907,6 +907,42 @@ static void request_smuggling(void **state)
     assert_int_equal(f->n_reqs, 0);
 }
 
+/* Trailers after a chunked body are dropped (the request's headers were handed out already), and
+ * a keep-alive connection goes on; found by fuzzing as a use-after-free. */
+static void chunked_trailers_dropped(void **state)
+{
+    fx *f = *state;
+    client c;
+    cl_open(f, &c);
+    resp r;
+    cl_sends(f, &c,
+             "POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "3\r\nabc\r\n0\r\nX-Trailer-One: 1\r\nX-Trailer-Two: 2\r\n\r\n");
+    cl_expect(f, &c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "echo m=POST p=/t q= n=3 h=- b=abc");
+    cl_sends(f, &c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    cl_expect(f, &c, &r);
+    assert_int_equal(r.status, 200);
+    cl_close(&c);
+}
+
+/* A header name is a non-empty token: "A B: v" and ": v" are 400 and close. */
+static void header_name_must_be_token(void **state)
+{
+    fx *f = *state;
+    client c;
+    cl_open(f, &c);
+    cl_sends(f, &c, "GET / HTTP/1.1\r\nHost: x\r\nA B: v\r\n\r\n");
+    expect_error_and_close(f, &c, 400);
+    cl_close(&c);
+    cl_open(f, &c);
+    cl_sends(f, &c, "GET / HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n");
+    expect_error_and_close(f, &c, 400);
+    cl_close(&c);
+    assert_int_equal(f->n_reqs, 0);
+}
+
 static void header_timeout(void **state)
 {
     fx *f = *state;
@@ -1339,6 +1375,8 @@ int main(void)
         T(url_too_long),
         T(bad_request_line),
         T(request_smuggling),
+        T(chunked_trailers_dropped),
+        T(header_name_must_be_token),
         TS(header_timeout),
         TS(body_timeout),
         TS(idle_timeout),
