@@ -114,3 +114,45 @@ bench: bench-deps
 bench-quick: bench-deps
 	@$(MAKE) --no-print-directory bench-build
 	@bench/run.sh quick
+
+# Fuzzing (fuzz/, docs/fuzzing.md): libFuzzer targets built with clang, ASan and UBSan, in
+# build-fuzz/ (the project's sources except main.c, and llhttp, instrumented for coverage).
+# Never part of `make test`.
+#   make fuzz                       each target for FUZZ_SECONDS (default 60), one after the other
+#   make fuzz FUZZ_RUNS=10000000    each target for that many executions instead
+#   make fuzz FUZZ_TARGETS="sse jwt" FUZZ_JOBS=2   a subset, two at a time
+#   make fuzz-corpus                every seed and regression input once (a quick regression check)
+FUZZ_CC      ?= clang
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_ALL     := http jsonrpc sse jwt config session_id
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS    ?=
+FUZZ_JOBS    ?= 1
+FUZZ_BINS    = $(FUZZ_ALL:%=$(BUILD)/fuzz/fuzz_%)
+.PHONY: fuzz fuzz-build fuzz-deps fuzz-corpus fuzz-bins fuzz-clean
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(wildcard fuzz/*_fixture.h) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -Ifuzz -fsanitize=fuzzer $< $(LIB) $(LDFLAGS) -fsanitize=fuzzer $(LDLIBS) -o $@
+
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz-deps:
+	@fuzz/deps.sh
+
+fuzz-build: fuzz-deps
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+	    WARN="-Wall -Wextra -Wshadow -Wno-unused-parameter" fuzz-bins
+
+fuzz: fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_JOBS=$(FUZZ_JOBS) \
+	    fuzz/run.sh fuzz $(FUZZ_TARGETS)
+
+fuzz-corpus: fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) fuzz/run.sh corpus $(FUZZ_TARGETS)
+
+fuzz-clean:
+	rm -rf $(FUZZ_BUILD)
