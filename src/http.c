@@ -26,6 +26,8 @@ struct http_conn {
     size_t          queued;       /* bytes handed to uv_write and not yet written */
     int             hdr_state;    /* HS_*: where in the header section the parser is */
     size_t          trailer_bytes;
+    const char     *exec_start;   /* the bytes llhttp_execute is parsing (obs-fold check) */
+    int             tail_lf_ws;   /* the bytes parsed before exec_start end in LF [SP/HT]* */
     int             state;
     int             error_status; /* set by a parser callback that rejects the request */
     int             reading;
@@ -98,6 +100,7 @@ const char *http_status_text(int status)
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default:  return "Unknown";
     }
 }
@@ -425,6 +428,25 @@ static int on_header_field_complete(llhttp_t *p)
     return 0;
 }
 
+/* obs-fold (RFC 9112 section 5.2): llhttp accepts a value continued on a line that starts
+ * with SP or HT and hands the continuation over as one more piece of the value (or, after an
+ * empty value, as its first piece). A value piece never legitimately follows a line feed and
+ * whitespace, so looking back from it finds the fold — into the bytes of earlier reads through
+ * tail_lf_ws when the piece starts a read. */
+static int after_fold(const http_conn *c, const char *at)
+{
+    const char *q = at;
+    while (q > c->exec_start && (q[-1] == ' ' || q[-1] == '\t')) q--;
+    return q > c->exec_start ? q[-1] == '\n' : c->tail_lf_ws;
+}
+
+static void note_tail(http_conn *c, const char *start, const char *end)
+{
+    const char *q = end;
+    while (q > start && (q[-1] == ' ' || q[-1] == '\t')) q--;
+    if (q > start) c->tail_lf_ws = q[-1] == '\n';
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     http_conn *c = CONN(p);
@@ -439,6 +461,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     } else if (c->hdr_state != HS_VALUE) {
         return hdr_fail(c, 400);   /* a value without a name */
     }
+    if (len && after_fold(c, at)) return hdr_fail(c, 400);   /* an empty value is a 0-length piece at the next line */
     return buf_append(&r->raw, at, len) ? hdr_fail(c, 431) : 0;
 }
 
@@ -460,6 +483,8 @@ static int on_headers_complete(llhttp_t *p)
     http_conn *c = CONN(p);
     http_req *r = c->req;
     if (c->hdr_state != HS_URL && c->hdr_state != HS_VALUE_DONE) return hdr_fail(c, 400);   /* a name without value */
+    /* HTTP/1.0 and 1.1 only: an HTTP/0.9 request line (no version) is 400, HTTP/2+ in text 505 */
+    if (llhttp_get_http_major(p) != 1) return hdr_fail(c, llhttp_get_http_major(p) > 1 ? 505 : 400);
     if (buf_append(&r->raw, "", 1)) return hdr_fail(c, 431);   /* ends the url or the last value */
     if (c->hdr_state == HS_URL && buf_append(&r->raw, "", 1)) return hdr_fail(c, 431);
     /* split url into path and query */
@@ -530,14 +555,16 @@ static void conn_parse(http_conn *c, const char *data, size_t len)
             }
             break;
         }
+        c->exec_start = data;
         llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-        if (err == HPE_OK) break;
+        if (err == HPE_OK) { note_tail(c, data, data + len); break; }
         if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
             /* HPE_PAUSED_UPGRADE: an Upgrade offer (h2c, websocket) we do not take; the
              * connection stays HTTP/1.1 (RFC 9110 section 7.8) */
             if (err == HPE_PAUSED_UPGRADE) llhttp_resume_after_upgrade(&c->parser);
             const char *pos = llhttp_get_error_pos(&c->parser);
             size_t used = pos ? (size_t)(pos - data) : len;
+            note_tail(c, data, data + used);
             data += used;
             len -= used;
             if (c->ready) conn_dispatch(c);   /* may finish synchronously and resume */

@@ -943,6 +943,61 @@ static void header_name_must_be_token(void **state)
     assert_int_equal(f->n_reqs, 0);
 }
 
+/* obs-fold (a header value continued on the next line) is 400, whether the bytes come at once or
+ * one by one (the check must not depend on where reads split the input); a value that merely
+ * spans two reads is fine. */
+static void obs_fold_rejected(void **state)
+{
+    fx *f = *state;
+    client c;
+    static const char *const folds[] = {
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tb\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-A:\r\n b\r\nHost: x\r\n\r\n",
+    };
+    for (size_t k = 0; k < sizeof folds / sizeof *folds; k++) {
+        cl_open(f, &c);
+        cl_sends(f, &c, folds[k]);
+        expect_error_and_close(f, &c, 400);
+        cl_close(&c);
+        cl_open(f, &c);
+        for (size_t i = 0; folds[k][i]; i++) {
+            cl_send(f, &c, folds[k] + i, 1);
+            uv_run(&f->loop, UV_RUN_NOWAIT);
+        }
+        expect_error_and_close(f, &c, 400);
+        cl_close(&c);
+    }
+    assert_int_equal(f->n_reqs, 0);
+    /* not a fold: a value cut by reads, and CR LF split across reads */
+    const char *ok = "GET /ok HTTP/1.1\r\nHost: x\r\nX-Long: abcdef\r\n\r\n";
+    cl_open(f, &c);
+    for (size_t i = 0; ok[i]; i++) {
+        cl_send(f, &c, ok + i, 1);
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
+    resp r;
+    cl_expect(f, &c, &r);
+    assert_int_equal(r.status, 200);
+    cl_close(&c);
+}
+
+/* Only HTTP/1.x: an HTTP/0.9 request line (no version) is 400, a textual HTTP/2 request 505. */
+static void http_versions(void **state)
+{
+    fx *f = *state;
+    client c;
+    cl_open(f, &c);
+    cl_sends(f, &c, "GET /ok\r\n\r\n");
+    expect_error_and_close(f, &c, 400);
+    cl_close(&c);
+    cl_open(f, &c);
+    cl_sends(f, &c, "GET /ok HTTP/2.0\r\nHost: x\r\n\r\n");
+    expect_error_and_close(f, &c, 505);
+    cl_close(&c);
+    assert_int_equal(f->n_reqs, 0);
+}
+
 static void header_timeout(void **state)
 {
     fx *f = *state;
@@ -1377,6 +1432,8 @@ int main(void)
         T(request_smuggling),
         T(chunked_trailers_dropped),
         T(header_name_must_be_token),
+        T(obs_fold_rejected),
+        T(http_versions),
         TS(header_timeout),
         TS(body_timeout),
         TS(idle_timeout),
