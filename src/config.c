@@ -96,6 +96,18 @@ static const opt opts[] = {
         "time allowed for a client to send a request's body"),
     NUM(OPT_LONG, "max-sse-streams", "MCP_GATEWAY_MAX_SSE_STREAMS", max_sse_streams, 0, 1000000, "10000",
         "limit on open SSE streams, all clients together"),
+    NUM(OPT_LONG, "max-sessions-per-subject", "MCP_GATEWAY_MAX_SESSIONS_PER_SUBJECT", max_sessions_per_subject, 0,
+        10000000, "1000", "limit on live sessions one authenticated subject opens here (429); 0 = none"),
+    NUM(OPT_LONG, "max-jsonrpc-id-length", "MCP_GATEWAY_MAX_JSONRPC_ID_LENGTH", max_id_len, 16, 65536, "256",
+        "longer string ids are an invalid request (-32600)"),
+    NUM(OPT_LONG, "max-method-length", "MCP_GATEWAY_MAX_METHOD_LENGTH", max_method_len, 16, 65536, "128",
+        "longer method names are an invalid request (-32600)"),
+    NUM(OPT_LONG, "max-upstream-concurrency", "MCP_GATEWAY_MAX_UPSTREAM_CONCURRENCY", max_upstream_concurrency, 0,
+        1000000, "1024", "client calls in flight to one server (429 beyond); per server: maxConcurrency; 0 = none"),
+    NUM(OPT_LONG, "max-session-events", "MCP_GATEWAY_MAX_SESSION_EVENTS", max_session_events, 0, 1000000, "256",
+        "SSE events kept per session for resumption (Last-Event-ID); the oldest go first"),
+    NUM(OPT_SIZE, "max-session-event-bytes", "MCP_GATEWAY_MAX_SESSION_EVENT_BYTES", max_session_event_bytes, 0,
+        GiB, "1m", "bytes of SSE events kept per session for resumption"),
     NUM(OPT_SIZE, "max-client-write-queue", "MCP_GATEWAY_MAX_CLIENT_WRITE_QUEUE", max_client_queue, 4 * KiB,
         GiB, "4m", "bytes queued to a slow client before its upstream read pauses"),
     NUM(OPT_INT, "workers", "MCP_GATEWAY_WORKERS", workers, 0, 256, "0", "event loops; 0 = one per core"),
@@ -927,6 +939,12 @@ static int server_pair(yctx *c, void *obj, yaml_node_t *k, const char *key, yaml
         return get_str(c, "credential", v, &s->credential);
     } else if (!strcasecmp(key, "caCert")) {
         return get_str(c, "caCert", v, &s->ca_cert);
+    } else if (!strcasecmp(key, "maxConcurrency")) {
+        char *e;
+        long l = v->type == YAML_SCALAR_NODE ? strtol(sval(v), &e, 10) : -1;
+        if (v->type != YAML_SCALAR_NODE || *e || !*sval(v) || l < 1 || l > 1000000)
+            return yerr(c, v, "'maxConcurrency' must be an integer 1..1000000");
+        s->max_concurrency = l;
     } else if (!strcasecmp(key, "transport") || !strcasecmp(key, "command") || !strcasecmp(key, "args") ||
                !strcasecmp(key, "env") || !strcasecmp(key, "cwd") || !strcasecmp(key, "perSession") ||
                !strcasecmp(key, "maxChildren")) {

@@ -34,6 +34,10 @@ typedef struct gw_server_cfg {
     char      *cwd;         /* stdio: its working directory; NULL = the gateway's */
     int        per_session; /* stdio: one child per client session (perSession) */
     long       max_children;/* stdio with perSession: at most this many children (maxChildren) */
+    long       max_concurrency; /* maxConcurrency: client calls in flight at once in this process;
+                                 * 0 = --max-upstream-concurrency */
+    size_t     inflight;    /* client calls in flight now (atomic; relay.c): the one field that
+                             * changes after the config is loaded */
     struct gw_upcred_cfg *cred; /* upstream credentials beyond `credential` (below); NULL = none */
 } gw_server_cfg;
 
@@ -166,6 +170,12 @@ typedef struct gw_config {
     long   idle_timeout_ms;    /* --keepalive-timeout seconds */
     long   body_timeout_ms;    /* --body-timeout seconds */
     long   max_sse_streams;    /* --max-sse-streams total */
+    long   max_sessions_per_subject; /* --max-sessions-per-subject, 0 = none */
+    long   max_id_len;         /* --max-jsonrpc-id-length */
+    long   max_method_len;     /* --max-method-length */
+    long   max_upstream_concurrency; /* --max-upstream-concurrency per server, 0 = none */
+    long   max_session_events; /* --max-session-events (resumability store, per session) */
+    long   max_session_event_bytes; /* --max-session-event-bytes */
     long   max_client_queue;   /* --max-client-write-queue bytes */
     int    workers;            /* --workers, 0 = number of cores */
     char  *allowed_origins;    /* --allowed-origins comma list; NULL = defaults */

@@ -124,9 +124,12 @@ int main(int argc, char **argv)
     }
     setup_origins(cfg);
     gw.jlim.max_depth = (size_t)cfg->max_json_depth;
-    gw.jlim.max_id_len = 256;
-    gw.jlim.max_method_len = 128;
+    gw.jlim.max_id_len = (size_t)cfg->max_id_len;
+    gw.jlim.max_method_len = (size_t)cfg->max_method_len;
     gw.sessions = session_table_new((size_t)cfg->max_sessions, cfg->n_servers, (uint64_t)cfg->session_idle_s);
+    if (!gw.sessions) { snprintf(err, sizeof err, "out of memory"); goto fail; }
+    session_table_set_subject_cap(gw.sessions, (size_t)cfg->max_sessions_per_subject);
+    session_table_set_event_caps(gw.sessions, (size_t)cfg->max_session_events, (size_t)cfg->max_session_event_bytes);
     signal(SIGPIPE, SIG_IGN);
 
     http_limits lim = {

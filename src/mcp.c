@@ -43,7 +43,8 @@ void mcp_reply(worker *w, http_req *req, int status, const char *ctype, const ch
     http_respond(req, status, extra, ctype, body, len);
 }
 
-void mcp_reply_error(worker *w, http_req *req, int status, json_t *id, int code, const char *message)
+void mcp_reply_error_hdr(worker *w, http_req *req, int status, const char *headers, json_t *id, int code,
+                         const char *message)
 {
     char mem[1024];
     buf b = {mem, 0, sizeof mem, sizeof mem - 1};
@@ -51,7 +52,15 @@ void mcp_reply_error(worker *w, http_req *req, int status, json_t *id, int code,
         b.len = 0;
         jsonrpc_error(&b, NULL, code, NULL);
     }
-    mcp_reply(w, req, status, "application/json", b.data, b.len, NULL);
+    char extra[1024];
+    mcp_extra_headers(w, req, extra, sizeof extra, NULL);
+    if (headers) strncat(extra, headers, sizeof extra - strlen(extra) - 1);
+    http_respond(req, status, extra, "application/json", b.data, b.len);
+}
+
+void mcp_reply_error(worker *w, http_req *req, int status, json_t *id, int code, const char *message)
+{
+    mcp_reply_error_hdr(w, req, status, NULL, id, code, message);
 }
 
 static void reply_result(worker *w, http_req *req, json_t *id, const char *result, size_t len, const char *sid)
@@ -187,8 +196,14 @@ static void do_initialize(worker *w, http_req *req, jr_msg *m, const auth_identi
     if (id) memcpy(cl.subject, id->subject, sizeof cl.subject);   /* the session is bound to its subject */
     char sid[SESSION_ID_MAX];
     session_id_encode(gw->keys, &cl, sid);
-    if (session_touch(gw->sessions, sid, cl.expires, now) == SESS_FULL) {
+    int rc = session_open(gw->sessions, sid, cl.expires, now, cl.subject);
+    if (rc == SESS_FULL) {
         mcp_reply_error(w, req, 503, m->id, JR_INTERNAL_ERROR, "too many sessions: try again later");
+        return;
+    }
+    if (rc == SESS_SUBJECT_FULL) {   /* this caller's own sessions: end some (DELETE) or wait for them to idle out */
+        mcp_reply_error_hdr(w, req, 429, "Retry-After: 60\r\n", m->id, JR_INTERNAL_ERROR,
+                            "too many sessions for this user: close some (DELETE) or try again later");
         return;
     }
     char result[768];
@@ -454,7 +469,8 @@ static void do_get(worker *w, http_req *req, const auth_identity *id)
     const char *sid;
     if (session_check(w, req, id, &cl, &sid) != 0) return;
     if (__atomic_load_n(&gw->n_sse, __ATOMIC_RELAXED) >= (size_t)gw->cfg->max_sse_streams) {
-        http_respond(req, 429, "Retry-After: 5\r\n", "application/json", "{\"error\":\"too many streams\"}", 28);
+        mcp_reply_error_hdr(w, req, 429, "Retry-After: 5\r\n", NULL, JR_INTERNAL_ERROR,
+                            "too many SSE streams open: try again later");
         return;
     }
     streams_open(w, req, sid, &cl);

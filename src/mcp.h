@@ -15,6 +15,9 @@ int  mcp_origin_allowed(const gateway *gw, const char *origin);
 void mcp_reply(worker *w, http_req *req, int status, const char *ctype, const char *body, size_t len,
                const char *session_id);
 void mcp_reply_error(worker *w, http_req *req, int status, json_t *id, int code, const char *message);
+/* The same with extra header lines ("Retry-After: 5\r\n"). */
+void mcp_reply_error_hdr(worker *w, http_req *req, int status, const char *headers, json_t *id, int code,
+                         const char *message);
 void mcp_extra_headers(worker *w, http_req *req, char *out, size_t cap, const char *session_id);
 
 /* GET streams of one loop. */

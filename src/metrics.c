@@ -74,6 +74,12 @@ char *metrics_render(gateway *gw, size_t *len)
         label(&b, gw->cfg->servers[s].name);
         buf_printf(&b, "\"} %llu\n", (unsigned long long)n);
     }
+    head(&b, "mcp_gateway_upstream_inflight", "gauge", "Client calls in flight to the upstream server (capped by maxConcurrency).");
+    for (size_t s = 0; s < gw->cfg->n_servers; s++) {
+        buf_appends(&b, "mcp_gateway_upstream_inflight{server=\"");
+        label(&b, gw->cfg->servers[s].name);
+        buf_printf(&b, "\"} %zu\n", __atomic_load_n(&gw->cfg->servers[s].inflight, __ATOMIC_RELAXED));
+    }
     head(&b, "mcp_gateway_tool_conflicts", "gauge", "Federated names dropped because an earlier server has them.");
     buf_printf(&b, "mcp_gateway_tool_conflicts %zu\n", c ? c->n_conflicts : 0);
     catalog_unref(c);

@@ -24,7 +24,7 @@ enum { RL_INIT, RL_NOTIFY, RL_CALL };
 typedef struct relay {
     worker        *w;
     http_req      *req;          /* NULL once the client is gone */
-    const gw_server_cfg *srv;
+    gw_server_cfg *srv;   /* only srv->inflight is written (atomically) */
     size_t         server;
     char           gw_sid[SESSION_ID_MAX];
     char           up_sid[192];  /* "<version> <session id>" as stored in the session table */
@@ -62,6 +62,7 @@ static void relay_step(relay *r);
 
 static void relay_free(relay *r)
 {
+    __atomic_sub_fetch(&r->srv->inflight, 1, __ATOMIC_RELAXED);
     if (r->inflight[0])
         session_pending_get(r->w->gw->sessions, r->gw_sid, r->inflight, NULL, NULL, 0, 1);
     upcred_cancel(r->cred_op);
@@ -626,12 +627,27 @@ static void relay_step(relay *r)
 
 void relay_start(worker *w, http_req *req, const char *gw_sid, const session_claims *cl, size_t server, json_t *msg)
 {
+    gw_server_cfg *srv = &w->gw->cfg->servers[server];
+    long cap = srv->max_concurrency ? srv->max_concurrency : w->gw->cfg->max_upstream_concurrency;
+    if (__atomic_add_fetch(&srv->inflight, 1, __ATOMIC_RELAXED) > (size_t)cap && cap) {
+        __atomic_sub_fetch(&srv->inflight, 1, __ATOMIC_RELAXED);
+        char m[400];
+        snprintf(m, sizeof m, "upstream server %s is busy: %ld calls in flight (its limit); try again later", srv->name, cap);
+        mcp_reply_error_hdr(w, req, 429, "Retry-After: 1\r\n", json_object_get(msg, "id"), JR_INTERNAL_ERROR, m);
+        json_decref(msg);
+        return;
+    }
     relay *r = calloc(1, sizeof *r);
-    if (!r) { json_decref(msg); mcp_reply_error(w, req, 500, NULL, JR_INTERNAL_ERROR, "out of memory"); return; }
+    if (!r) {
+        __atomic_sub_fetch(&srv->inflight, 1, __ATOMIC_RELAXED);
+        mcp_reply_error(w, req, 500, json_object_get(msg, "id"), JR_INTERNAL_ERROR, "out of memory");
+        json_decref(msg);
+        return;
+    }
     r->w = w;
     r->req = req;
     r->server = server;
-    r->srv = &w->gw->cfg->servers[server];
+    r->srv = srv;
     r->proto = cl->proto;
     r->client_caps = cl->client_caps;
     r->msg = msg;

@@ -33,6 +33,8 @@ typedef struct sess {
     size_t       ev_n, ev_bytes;
     int          get_worker;          /* current GET stream: worker index, -1 = none */
     uint64_t     get_token;
+    int          subj_counted;        /* counted for subject in the table's per-subject map */
+    uint8_t      subject[SESSION_SUBJECT_LEN];
     char       **up;        /* n_servers upstream session ids (NULL = none yet) */
     char         id[];
 } sess;
@@ -43,8 +45,20 @@ typedef struct shard {
     size_t          n_buckets;
 } shard;
 
+/* Live (not revoked) sessions opened here per authenticated subject, for --max-sessions-per-subject. */
+typedef struct subj {
+    struct subj *next;
+    size_t       n;
+    uint8_t      key[SESSION_SUBJECT_LEN];
+} subj;
+#define SUBJ_BUCKETS 1024
+
 struct session_table {
     shard    shards[SHARDS];
+    pthread_mutex_t subj_lock;   /* taken inside a shard lock, never the other way */
+    subj    *subj[SUBJ_BUCKETS];
+    size_t   max_per_subject;    /* 0 = no per-subject cap */
+    size_t   ev_max, ev_bytes;   /* event store per session (session_table_set_event_caps) */
     size_t   max;
     size_t   n_servers;
     uint64_t idle_s;
@@ -65,6 +79,9 @@ session_table *session_table_new(size_t max_sessions, size_t n_servers, uint64_t
     t->max = max_sessions;
     t->n_servers = n_servers;
     t->idle_s = idle_s;
+    t->ev_max = SESSION_EVENTS_MAX;
+    t->ev_bytes = SESSION_EVENT_BYTES;
+    pthread_mutex_init(&t->subj_lock, NULL);
     for (int i = 0; i < SHARDS; i++) {
         pthread_mutex_init(&t->shards[i].lock, NULL);
         t->shards[i].n_buckets = 1024;
@@ -87,8 +104,65 @@ static void ev_free_all(sess *s)
     s->ev_n = s->ev_bytes = 0;
 }
 
+void session_table_set_subject_cap(session_table *t, size_t max_per_subject) { t->max_per_subject = max_per_subject; }
+
+void session_table_set_event_caps(session_table *t, size_t max_events, size_t max_bytes)
+{
+    t->ev_max = max_events;
+    t->ev_bytes = max_bytes;
+}
+
+static subj **subj_slot(session_table *t, const uint8_t *key)
+{
+    uint32_t h;
+    memcpy(&h, key, sizeof h);   /* a truncated SHA-256: already uniform */
+    subj **pp = &t->subj[h % SUBJ_BUCKETS];
+    while (*pp && memcmp((*pp)->key, key, SESSION_SUBJECT_LEN)) pp = &(*pp)->next;
+    return pp;
+}
+
+/* Counts one more session for key; -1 (nothing counted) at the cap or out of memory. */
+static int subj_add(session_table *t, const uint8_t *key)
+{
+    pthread_mutex_lock(&t->subj_lock);
+    subj **pp = subj_slot(t, key);
+    int rc = 0;
+    if (*pp && t->max_per_subject && (*pp)->n >= t->max_per_subject) rc = -1;
+    else if (*pp) (*pp)->n++;
+    else if ((*pp = calloc(1, sizeof **pp))) { memcpy((*pp)->key, key, SESSION_SUBJECT_LEN); (*pp)->n = 1; }
+    else rc = -1;
+    pthread_mutex_unlock(&t->subj_lock);
+    return rc;
+}
+
+static void subj_del(session_table *t, const uint8_t *key)
+{
+    pthread_mutex_lock(&t->subj_lock);
+    subj **pp = subj_slot(t, key);
+    if (*pp && --(*pp)->n == 0) { subj *d = *pp; *pp = d->next; free(d); }
+    pthread_mutex_unlock(&t->subj_lock);
+}
+
+/* The session stops counting for its subject (revoked or freed). */
+static void subj_release(session_table *t, sess *s)
+{
+    if (!s->subj_counted) return;
+    s->subj_counted = 0;
+    subj_del(t, s->subject);
+}
+
+size_t session_subject_count(session_table *t, const uint8_t subject[SESSION_SUBJECT_LEN])
+{
+    pthread_mutex_lock(&t->subj_lock);
+    subj **pp = subj_slot(t, subject);
+    size_t n = *pp ? (*pp)->n : 0;
+    pthread_mutex_unlock(&t->subj_lock);
+    return n;
+}
+
 static void sess_free(session_table *t, sess *s)
 {
+    subj_release(t, s);
     pend_free_all(s);
     ev_free_all(s);
     if (s->up)
@@ -107,6 +181,9 @@ void session_table_free(session_table *t)
         free(sh->buckets);
         pthread_mutex_destroy(&sh->lock);
     }
+    for (size_t b = 0; b < SUBJ_BUCKETS; b++)
+        for (subj *x = t->subj[b], *n; x; x = n) { n = x->next; free(x); }
+    pthread_mutex_destroy(&t->subj_lock);
     free(t);
 }
 
@@ -175,6 +252,26 @@ int session_touch(session_table *t, const char *id, uint64_t expires, uint64_t n
     return rc;
 }
 
+int session_open(session_table *t, const char *id, uint64_t expires, uint64_t now,
+                 const uint8_t subject[SESSION_SUBJECT_LEN])
+{
+    static const uint8_t anonymous[SESSION_SUBJECT_LEN];
+    if (!memcmp(subject, anonymous, SESSION_SUBJECT_LEN)) return session_touch(t, id, expires, now);
+    if (subj_add(t, subject)) return SESS_SUBJECT_FULL;
+    int rc = session_touch(t, id, expires, now), kept = 0;
+    if (rc == SESS_OK) {
+        shard *sh;
+        sess *s = find(slot(t, id, &sh), id);
+        if (s && !s->subj_counted) {   /* the entry holds the count from here on */
+            memcpy(s->subject, subject, SESSION_SUBJECT_LEN);
+            s->subj_counted = kept = 1;
+        }
+        pthread_mutex_unlock(&sh->lock);
+    }
+    if (!kept) subj_del(t, subject);
+    return rc;
+}
+
 int session_get_upstream(session_table *t, const char *id, size_t server, char *out, size_t cap)
 {
     shard *sh;
@@ -222,6 +319,7 @@ char **session_revoke(session_table *t, const char *id, uint64_t now)
     }
     if (s) {
         s->revoked = 1;
+        subj_release(t, s);
         pend_free_all(s);
         ev_free_all(s);
         s->get_worker = -1;
@@ -249,6 +347,7 @@ size_t session_reap(session_table *t, uint64_t now)
                 }
                 if (!s->revoked && t->idle_s && s->last_used + t->idle_s <= now) {
                     s->revoked = 1;   /* idle: the id is dead here, the tombstone lives to expiry */
+                    subj_release(t, s);
                     pend_free_all(s);
                     ev_free_all(s);
                     for (size_t k = 0; k < t->n_servers; k++) { free(s->up[k]); s->up[k] = NULL; }
@@ -337,8 +436,9 @@ void session_event_add(session_table *t, const char *id, const char *stream, uin
     sess *s = find(slot(t, id, &sh), id);
     *worker = -1;
     *token = 0;
-    if (s && !s->revoked && len <= SESSION_EVENT_BYTES) {
-        sev *e = malloc(sizeof *e + len);
+    if (s && !s->revoked) {
+        /* kept for resumption within the caps; delivered either way */
+        sev *e = len <= t->ev_bytes && t->ev_max ? malloc(sizeof *e + len) : NULL;
         if (e) {
             snprintf(e->stream, sizeof e->stream, "%s", stream);
             e->seq = seq;
@@ -349,7 +449,7 @@ void session_event_add(session_table *t, const char *id, const char *stream, uin
             s->ev_tail = e;
             s->ev_n++;
             s->ev_bytes += len;
-            while (s->ev_head && (s->ev_n > SESSION_EVENTS_MAX || s->ev_bytes > SESSION_EVENT_BYTES)) {
+            while (s->ev_head && (s->ev_n > t->ev_max || s->ev_bytes > t->ev_bytes)) {
                 sev *o = s->ev_head;
                 s->ev_head = o->next;
                 if (!s->ev_head) s->ev_tail = NULL;

@@ -15,9 +15,17 @@ typedef struct session_table session_table;
 session_table *session_table_new(size_t max_sessions, size_t n_servers, uint64_t idle_s);
 void session_table_free(session_table *t);
 
-enum { SESS_OK = 0, SESS_REVOKED = -1, SESS_FULL = -2 };
+enum { SESS_OK = 0, SESS_REVOKED = -1, SESS_FULL = -2, SESS_SUBJECT_FULL = -3 };
+#define SESSION_SUBJECT_LEN 16   /* session_claims.subject: truncated SHA-256 of issuer and subject */
 /* Finds or creates the entry for a verified id; touches it. SESS_REVOKED after DELETE/reap. */
 int  session_touch(session_table *t, const char *id, uint64_t expires, uint64_t now);
+/* A new session (initialize) of subject (all zero = anonymous): like session_touch, and counted
+ * for the subject until revoked or dropped; SESS_SUBJECT_FULL when the subject already has
+ * max_per_subject live sessions here. Anonymous sessions are capped by max_sessions only. */
+int  session_open(session_table *t, const char *id, uint64_t expires, uint64_t now,
+                  const uint8_t subject[SESSION_SUBJECT_LEN]);
+void session_table_set_subject_cap(session_table *t, size_t max_per_subject);   /* 0 = none */
+size_t session_subject_count(session_table *t, const uint8_t subject[SESSION_SUBJECT_LEN]);
 /* Copies the upstream session id for server into out (NUL-terminated). 0 when present. */
 int  session_get_upstream(session_table *t, const char *id, size_t server, char *out, size_t cap);
 void session_set_upstream(session_table *t, const char *id, size_t server, const char *up_sid);
@@ -40,9 +48,12 @@ size_t session_count(session_table *t);
 
 /* Resumability: the SSE events this process wrote on the session's streams, so that a client
  * that lost a stream resumes with Last-Event-ID ("<stream>/<seq>"). Bounded per session
- * (SESSION_EVENTS_MAX events, SESSION_EVENT_BYTES bytes): the oldest go first. */
+ * (SESSION_EVENTS_MAX events, SESSION_EVENT_BYTES bytes unless set otherwise with
+ * session_table_set_event_caps: --max-session-events, --max-session-event-bytes): the oldest go
+ * first; an event larger than the byte cap is not kept (nor is any with a cap of 0 events). */
 #define SESSION_EVENTS_MAX   256
 #define SESSION_EVENT_BYTES  (1u << 20)
+void   session_table_set_event_caps(session_table *t, size_t max_events, size_t max_bytes);
 /* Stores an event; worker and token get the session's current GET stream (-1/0 when none), the
  * place where events of a stream whose client left go next. */
 void   session_event_add(session_table *t, const char *id, const char *stream, uint64_t seq, const char *data,

@@ -275,7 +275,7 @@ void streams_open(worker *w, http_req *req, const char *sid, const session_claim
     strncat(extra, "Cache-Control: no-cache\r\n", sizeof extra - strlen(extra) - 1);
     http_stream_begin(req, 200, extra, "text/event-stream");
     buf b;
-    buf_init(&b, (size_t)SESSION_EVENT_BYTES * 2);
+    buf_init(&b, (size_t)gw->cfg->max_session_event_bytes * 2 + 4096);
     if (cl->proto >= 2)   /* 2025-11-25: prime the client with an id to resume from, and a retry */
         buf_printf(&b, "id: %s/0\nretry: 1000\ndata: \n\n", s->id);
     else

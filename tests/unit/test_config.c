@@ -107,6 +107,12 @@ static void test_defaults(void **state)
     assert_int_equal(c->body_timeout_ms, 30000);
     assert_int_equal(c->max_sse_streams, 10000);
     assert_int_equal(c->max_client_queue, 4 << 20);
+    assert_int_equal(c->max_sessions_per_subject, 1000);
+    assert_int_equal(c->max_id_len, 256);
+    assert_int_equal(c->max_method_len, 128);
+    assert_int_equal(c->max_upstream_concurrency, 1024);
+    assert_int_equal(c->max_session_events, 256);
+    assert_int_equal(c->max_session_event_bytes, 1 << 20);
     assert_int_equal(c->workers, 0);
     assert_null(c->allowed_origins);
     assert_null(c->signing_key);
@@ -347,6 +353,16 @@ static void test_yaml_errors(void **state)
                       "  name: a\n",
                       "t.yaml:2: 'servers' must be a list");
     expect_yaml_error("- a\n", "t.yaml:1: the top level must be a mapping");
+    expect_yaml_error("servers:\n"
+                      "  - name: a\n"
+                      "    url: http://x\n"
+                      "    maxConcurrency: 0\n",
+                      "t.yaml:4: 'maxConcurrency' must be an integer 1..1000000");
+    expect_yaml_error("servers:\n"
+                      "  - name: a\n"
+                      "    url: http://x\n"
+                      "    maxConcurrency: many\n",
+                      "t.yaml:4: 'maxConcurrency' must be an integer 1..1000000");
     expect_yaml_error("servers:\n"
                       "  - name: a\n"
                       "    url: http://x\n"

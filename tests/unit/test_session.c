@@ -385,6 +385,90 @@ static void concurrency_smoke(void **state)
     session_table_free(t);
 }
 
+/* --max-sessions-per-subject: a subject's live sessions are counted; revoke, idle reaping and
+ * expiry give the slot back; anonymous sessions are not counted; other subjects are not affected. */
+static void subject_cap(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(100, 1, 600);
+    session_table_set_subject_cap(t, 2);
+    uint8_t alice[SESSION_SUBJECT_LEN] = {1, 2, 3}, bob[SESSION_SUBJECT_LEN] = {9}, anon[SESSION_SUBJECT_LEN] = {0};
+    assert_int_equal(session_open(t, "a1", NOW + HOUR, NOW, alice), SESS_OK);
+    assert_int_equal(session_open(t, "a2", NOW + 100, NOW, alice), SESS_OK);
+    assert_int_equal(session_subject_count(t, alice), 2);
+    assert_int_equal(session_open(t, "a3", NOW + HOUR, NOW, alice), SESS_SUBJECT_FULL);
+    assert_int_equal(session_count(t), 2);   /* nothing was created for the refused one */
+    assert_int_equal(session_open(t, "b1", NOW + HOUR, NOW, bob), SESS_OK);
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "anon%d", i);
+        assert_int_equal(session_open(t, id, NOW + HOUR, NOW, anon), SESS_OK);
+    }
+    assert_int_equal(session_subject_count(t, anon), 0);
+    /* opening the same id again does not count twice */
+    assert_int_equal(session_open(t, "b1", NOW + HOUR, NOW, bob), SESS_OK);
+    assert_int_equal(session_subject_count(t, bob), 1);
+    /* revoke frees a slot (twice does not free two) */
+    free_ups(session_revoke(t, "a1", NOW + 1), 1);
+    free_ups(session_revoke(t, "a1", NOW + 1), 1);
+    assert_int_equal(session_subject_count(t, alice), 1);
+    assert_int_equal(session_open(t, "a4", NOW + HOUR, NOW + 1, alice), SESS_OK);
+    assert_int_equal(session_open(t, "a5", NOW + HOUR, NOW + 1, alice), SESS_SUBJECT_FULL);
+    /* expiry of a2 (NOW + 100) frees a slot */
+    session_reap(t, NOW + 101);
+    assert_int_equal(session_subject_count(t, alice), 1);
+    assert_int_equal(session_open(t, "a5", NOW + HOUR, NOW + 101, alice), SESS_OK);
+    /* idle reaping frees them all */
+    session_reap(t, NOW + 101 + 601);
+    assert_int_equal(session_subject_count(t, alice), 0);
+    assert_int_equal(session_subject_count(t, bob), 0);
+    /* a cap of 0 is no cap */
+    session_table_set_subject_cap(t, 0);
+    for (int i = 0; i < 10; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "many%d", i);
+        assert_int_equal(session_open(t, id, NOW + 2 * HOUR, NOW + 800, alice), SESS_OK);
+    }
+    assert_int_equal(session_subject_count(t, alice), 10);
+    session_table_free(t);   /* frees the counts too (ASan checks) */
+}
+
+/* --max-session-events / --max-session-event-bytes: the oldest go first; an event over the byte
+ * cap is not kept but the GET stream is still reported; 0 events keeps nothing. */
+static void event_caps(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(10, 1, 600);
+    session_table_set_event_caps(t, 3, 100);
+    assert_int_equal(session_touch(t, "e", NOW + HOUR, NOW), SESS_OK);
+    session_set_get(t, "e", 1, 77);
+    int wk;
+    uint64_t tok;
+    for (uint64_t i = 1; i <= 5; i++) {
+        session_event_add(t, "e", "s1", i, "0123456789", 10, &wk, &tok);
+        assert_int_equal(wk, 1);
+        assert_int_equal(tok, 77);
+    }
+    buf out;
+    buf_init(&out, 1 << 16);
+    assert_int_equal(session_event_replay(t, "e", "s1", 0, &out, 1, 77), 3);   /* 3, 4, 5 */
+    buf_free(&out);
+    char big[200];
+    memset(big, 'x', sizeof big);
+    session_event_add(t, "e", "s1", 6, big, sizeof big, &wk, &tok);
+    assert_int_equal(wk, 1);   /* delivered, not kept */
+    buf_init(&out, 1 << 16);
+    assert_int_equal(session_event_replay(t, "e", "s1", 5, &out, 1, 77), 0);
+    buf_free(&out);
+    session_table_set_event_caps(t, 0, 100);
+    session_event_add(t, "e", "s1", 7, "a", 1, &wk, &tok);
+    assert_int_equal(wk, 1);
+    buf_init(&out, 1 << 16);
+    assert_int_equal(session_event_replay(t, "e", "s1", 6, &out, 1, 77), 0);
+    buf_free(&out);
+    session_table_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +484,8 @@ int main(void)
         cmocka_unit_test(pending_maps),
         cmocka_unit_test(many_entries_grow),
         cmocka_unit_test(concurrency_smoke),
+        cmocka_unit_test(subject_cap),
+        cmocka_unit_test(event_caps),
     };
     return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }
