@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what mcp-gateway needs on Debian 12 (run as root; sudo is used when available otherwise).
 #   scripts/deps.sh build   compiler, pkg-config and the C libraries
-#   scripts/deps.sh test    build deps + cmocka, redis, curl, chromium (for the browser test), node/npm and
-#                           tests/node_modules, tests/node22/node_modules
+#   scripts/deps.sh test    build deps + cmocka, redis, curl, chromium (for the browser test), nginx and
+#                           haproxy (balancers in front of replicas), systemd and groff-base (checks of the
+#                           unit and the man page), node/npm and tests/node_modules, tests/node22/node_modules
 # Fast when everything is already present: nothing is downloaded and apt-get update is not run.
 set -euo pipefail
 
@@ -17,7 +18,9 @@ die() { echo "deps.sh: error: $*" >&2; exit 1; }
 BUILD_PKGS=(build-essential pkg-config libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev
             libyaml-dev libssl-dev libhiredis-dev)
 # chromium: Debian's, driven by playwright-core in tests/e2e/90-browser (never a browser download from npm)
-TEST_PKGS=(libcmocka-dev redis-server curl chromium fonts-dejavu-core)
+# nginx, haproxy: the balancers tests/e2e/96-replicas runs (never the system services);
+# systemd (systemd-analyze verify of the unit), groff-base (the man page lint): tests/e2e/95-install
+TEST_PKGS=(libcmocka-dev redis-server curl chromium fonts-dejavu-core nginx haproxy systemd groff-base)
 
 pkg_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]

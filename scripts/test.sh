@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Run the test suites and print one closing line "N passed, M failed".
-#   scripts/test.sh [unit] [e2e] [smoke]      (no argument: unit + e2e)
+#   scripts/test.sh [unit] [e2e] [smoke] [asan]   (no argument: unit + e2e)
 #   unit   every $BUILD/tests/test_* (cmocka) binary
 #   e2e    every tests/e2e/*.test.mjs (node:test), or the files given in E2E_FILES
 #   smoke  only tests/e2e/00-smoke.test.mjs (used by the ASan build)
+#   asan   then the unit tests and the smoke again with the ASan/UBSan build in $ASAN_BUILD
+#          (default build-asan; `make test` builds it), leak detection on, counted in the same total
 # Environment: BUILD (default build), GATEWAY_BIN (default $BUILD/mcp-gateway),
-#   EXAMPLE_BIN (default $BUILD/mcp-example-server), UNIT_TIMEOUT / E2E_TIMEOUT (seconds per binary / file).
+#   EXAMPLE_BIN (default $BUILD/mcp-example-server), UNIT_TIMEOUT / E2E_TIMEOUT (seconds per binary / file),
+#   E2E_TEST_TIMEOUT_MS (node:test's limit per test, default 90000; the full ASan run raises it).
 # Full logs go to $BUILD/test-logs/.
 set -uo pipefail
 
@@ -21,16 +24,20 @@ export GATEWAY_BIN=${GATEWAY_BIN:-$BUILD_ABS/mcp-gateway}
 export EXAMPLE_BIN=${EXAMPLE_BIN:-$BUILD_ABS/mcp-example-server}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-120}
 E2E_TIMEOUT=${E2E_TIMEOUT:-300}
+E2E_TEST_TIMEOUT_MS=${E2E_TEST_TIMEOUT_MS:-90000}
+ASAN_BUILD=${ASAN_BUILD:-build-asan}
+LABEL=''
 
-do_unit=0 do_e2e=0 do_smoke=0
+do_unit=0 do_e2e=0 do_smoke=0 do_asan=0
 [ $# -eq 0 ] && { do_unit=1; do_e2e=1; }
 for a in "$@"; do
     case "$a" in
         unit) do_unit=1 ;;
         e2e) do_e2e=1 ;;
         smoke) do_smoke=1 ;;
+        asan) do_asan=1 ;;
         all) do_unit=1; do_e2e=1 ;;
-        *) echo "usage: $0 [unit] [e2e] [smoke]" >&2; exit 2 ;;
+        *) echo "usage: $0 [unit] [e2e] [smoke] [asan]" >&2; exit 2 ;;
     esac
 done
 
@@ -40,7 +47,7 @@ TOTAL_PASS=0 TOTAL_FAIL=0
 if [ -t 1 ]; then RED=$'\e[31m' GREEN=$'\e[32m' OFF=$'\e[0m'; else RED='' GREEN='' OFF=''; fi
 report() {   # name passed failed seconds
     local color=$GREEN; [ "$3" -gt 0 ] && color=$RED
-    printf '%s%-34s %3d passed, %d failed%s  (%ss)\n' "$color" "$1" "$2" "$3" "$OFF" "$4"
+    printf '%s%-34s %3d passed, %d failed%s  (%ss)\n' "$color" "$LABEL$1" "$2" "$3" "$OFF" "$4"
 }
 
 # ---------------------------------------------------------------- unit (cmocka)
@@ -98,7 +105,7 @@ run_e2e_files() {
         local name log rc p fl c t0 t1
         name=$(basename "$f" .test.mjs); log=$LOGDIR/e2e-$name.tap
         t0=$(date +%s)
-        { timeout -k 5 "$E2E_TIMEOUT" node --test --test-reporter=tap --test-timeout=90000 "$f" >"$log" 2>&1; } 2>/dev/null; rc=$?
+        { timeout -k 5 "$E2E_TIMEOUT" node --test --test-reporter=tap --test-timeout="$E2E_TEST_TIMEOUT_MS" "$f" >"$log" 2>&1; } 2>/dev/null; rc=$?
         t1=$(date +%s)
         p=$(grep -aE '^# pass [0-9]+' "$log" | tail -1 | grep -aoE '[0-9]+' || true)
         fl=$(grep -aE '^# fail [0-9]+' "$log" | tail -1 | grep -aoE '[0-9]+' || true)
@@ -145,6 +152,21 @@ if [ $do_e2e -eq 1 ]; then
     if [ -e "${files[0]}" ]; then run_e2e_files "${files[@]}"; else echo "e2e: no tests/e2e/*.test.mjs"; fi
 elif [ $do_smoke -eq 1 ]; then
     run_e2e_files tests/e2e/00-smoke.test.mjs
+fi
+
+if [ $do_asan -eq 1 ]; then
+    # the same unit binaries and the smoke under ASan/UBSan (issue #8: `make test` runs the sanitizer smoke)
+    case "$ASAN_BUILD" in /*) BUILD_ABS=$ASAN_BUILD ;; *) BUILD_ABS=$ROOT/$ASAN_BUILD ;; esac
+    if [ -x "$BUILD_ABS/mcp-gateway" ]; then
+        LOGDIR=$BUILD_ABS/test-logs; mkdir -p "$LOGDIR"
+        export BUILD=$ASAN_BUILD TEST_LOG_DIR=$LOGDIR GATEWAY_BIN=$BUILD_ABS/mcp-gateway EXAMPLE_BIN=$BUILD_ABS/mcp-example-server
+        export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+        LABEL='asan '
+        run_unit
+        run_e2e_files tests/e2e/00-smoke.test.mjs
+    else
+        echo "asan: no ASan build in $ASAN_BUILD (make test builds it)"; TOTAL_FAIL=$((TOTAL_FAIL + 1))
+    fi
 fi
 
 echo "$TOTAL_PASS passed, $TOTAL_FAIL failed"

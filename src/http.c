@@ -496,6 +496,7 @@ static int on_headers_complete(llhttp_t *p)
     r->query = q ? q + 1 : "";
     if (q) *q = '\0';
     /* headers */
+    int hosts = 0;
     if (r->n_headers) {
         r->headers = calloc(r->n_headers, sizeof *r->headers);
         if (!r->headers) { c->error_status = 500; return -1; }
@@ -511,6 +512,8 @@ static int on_headers_complete(llhttp_t *p)
             s += vl + 1;
             while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) v[--vl] = '\0';
             h->value = v; h->value_len = vl;
+            /* more than one Host is 400 (RFC 9112 section 3.2): which one would the checks see? */
+            if (h->name_len == 4 && !strncasecmp(h->name, "host", 4) && ++hosts > 1) return hdr_fail(c, 400);
         }
     }
     r->method = llhttp_get_method(p);

@@ -181,6 +181,20 @@ static void relay_upstream_msg(relay *r, const char *data, size_t len)
     json_t *m = json_loadb(data, len, 0, NULL);
     if (!json_is_object(m)) { json_decref(m); return; }
     json_t *id = json_object_get(m, "id");
+    jr_msg jm;
+    char why[200];
+    if (jsonrpc_classify(m, NULL, &jm, why, sizeof why) != 0) {
+        /* checked like a client's message: a broken answer to this call becomes the gateway's
+         * own error (never relayed as it came); anything else broken is dropped */
+        log_warn(r->srv->name, "invalid JSON-RPC message from the upstream dropped: %s", why);
+        if (!json_object_get(m, "method") && json_is_integer(id) && (uint64_t)json_integer_value(id) == r->up_id) {
+            char arg[240];
+            snprintf(arg, sizeof arg, " (%s)", why);
+            relay_error(r, JR_INTERNAL_ERROR, "upstream server %s sent an invalid response%s", arg);
+        }
+        json_decref(m);
+        return;
+    }
     int is_resp = !json_object_get(m, "method") && (json_object_get(m, "result") || json_object_get(m, "error"));
     if (!is_resp && id && json_object_get(m, "method")) {
         /* a request from the upstream (sampling, elicitation, roots): the client answers it by
@@ -614,6 +628,7 @@ static void relay_step(relay *r)
         u.method = "POST";
         u.body = body;
         u.body_len = body ? strlen(body) : 0;
+        u.at_most_once = 1;   /* a call may have effects: never sent twice (src/up_http.c) */
         r->status = 0;
         r->sse = 0;
         r->call = body ? upclient_send(w->up, &u, &relay_cb, r) : NULL;

@@ -37,6 +37,8 @@ typedef struct up_req {
     const char *tls_server_name;   /* name verified in the certificate and sent as SNI, or NULL */
     long        timeout_ms;        /* whole call; 0 = none (long-lived GET streams) */
     size_t      max_body;          /* cap on the response body; 0 = none */
+    int         at_most_once;      /* POST: never sent twice — when a reused connection dies before
+                                    * the answer, the call fails instead of libcurl resending it */
 } up_req;
 
 typedef struct up_callbacks {

@@ -175,15 +175,23 @@ export function tmpDir() {
 const q = (v) => JSON.stringify(String(v));   // a JSON string is a valid YAML double-quoted scalar
 
 /**
- * Write a gateway YAML config; servers: [{ name, url, prefix, ...other scalar keys }]. Returns its path.
- * `extra`: YAML text appended as is (top-level sections such as `auth:`).
+ * Write a gateway YAML config; servers: [{ name, url, prefix, ...other keys }]. Returns its path.
+ * Values are scalars, lists of scalars (`args`) or flat mappings (`env`, `headers`); `url` may be left out
+ * (a `command` server). `extra`: YAML text appended as is (top-level sections such as `auth:`).
  */
 export function writeConfig(servers, { file = "gateway.yaml", dir = tmpDir(), extra = "" } = {}) {
+  const scalar = (v) => (typeof v === "boolean" ? String(v) : q(v));
   let y = "servers:\n";
   for (const s of servers) {
     const { name, url, ...rest } = s;
-    y += `  - name: ${q(name)}\n    url: ${q(url)}\n`;
-    for (const [k, v] of Object.entries(rest)) if (v !== undefined) y += `    ${k}: ${typeof v === "boolean" ? v : q(v)}\n`;
+    y += `  - name: ${q(name)}\n`;
+    if (url !== undefined) y += `    url: ${q(url)}\n`;
+    for (const [k, v] of Object.entries(rest)) {
+      if (v === undefined) continue;
+      if (Array.isArray(v)) y += `    ${k}: [${v.map(scalar).join(", ")}]\n`;
+      else if (v && typeof v === "object") y += `    ${k}: {${Object.entries(v).map(([a, b]) => `${q(a)}: ${scalar(b)}`).join(", ")}}\n`;
+      else y += `    ${k}: ${scalar(v)}\n`;
+    }
   }
   if (extra) y += extra.endsWith("\n") ? extra : `${extra}\n`;
   const f = path.join(dir, file);
@@ -377,6 +385,112 @@ export async function rawSession(url, { protocolVersion = PROTOCOL_VERSION, head
 // ------------------------------------------------------------------ raw HTTP over a new TCP connection
 
 /**
+ * Parse one HTTP/1.x response at the start of `buf`. Returns null while it is incomplete (unless `final`:
+ * the connection ended, so a body without length ends there), { error } for a bad status line, else
+ * { status, headers (lower-case), body (text), json, bytes (the response's length in buf) }.
+ */
+export function parseHttpResponse(buf, { final = false, method = "GET" } = {}) {
+  const end = buf.indexOf("\r\n\r\n");
+  if (end < 0) return null;
+  const lines = buf.subarray(0, end).toString("latin1").split("\r\n");
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
+  if (!m) return { error: new Error(`bad status line: ${lines[0]}`) };
+  const hdrs = {};
+  for (const l of lines.slice(1)) {
+    const c = l.indexOf(":");
+    if (c > 0) hdrs[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim();
+  }
+  const rest = buf.subarray(end + 4);
+  let bodyOut, used;
+  if (hdrs["content-length"] !== undefined) {
+    const n = Number(hdrs["content-length"]);
+    if (rest.length < n && !final) return null;
+    bodyOut = rest.subarray(0, n);
+    used = bodyOut.length;
+  } else if (/chunked/i.test(hdrs["transfer-encoding"] || "")) {
+    const parts = [];
+    let off = 0, complete = false;
+    for (;;) {
+      const le = rest.indexOf("\r\n", off);
+      if (le < 0) break;
+      const size = parseInt(rest.subarray(off, le).toString("latin1"), 16);
+      if (Number.isNaN(size)) break;
+      if (size === 0) {
+        const te = rest.indexOf("\r\n", le + 2) === le + 2 ? le + 4 : rest.indexOf("\r\n\r\n", le + 2) + 4;
+        if (te >= le + 4) { complete = true; used = te; }
+        break;
+      }
+      if (rest.length < le + 2 + size + 2) break;
+      parts.push(rest.subarray(le + 2, le + 2 + size));
+      off = le + 2 + size + 2;
+    }
+    if (!complete && !final) return null;
+    bodyOut = Buffer.concat(parts);
+    used ??= rest.length;
+  } else if (final || [204, 304].includes(Number(m[1])) || method === "HEAD") {
+    bodyOut = [204, 304].includes(Number(m[1])) || method === "HEAD" ? rest.subarray(0, 0) : rest;
+    used = bodyOut.length;
+  } else {
+    return null;   // body until close
+  }
+  const text = bodyOut.toString("utf8");
+  let json;
+  try { json = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
+  return { status: Number(m[1]), headers: hdrs, body: text, json, bytes: end + 4 + used };
+}
+
+/**
+ * Raw bytes on a fresh TCP connection, for what rawHttp cannot build (bare CR, obs-fold, two Content-Lengths,
+ * a request line without version) and for timing (slow headers or bodies, idle keep-alive).
+ * `send`: a string or Buffer, or an array of them and numbers (a pause in ms before the next write).
+ * Reads until the server closes the connection or `timeout` ms have passed (then the client closes).
+ * Resolves { status, headers, body, json (of the first response), responses (every complete response, in
+ * order), closed (true when the server ended the connection), closedAfterMs (from the connection, when
+ * closed), lastWriteMs (when the last write was made), error (a socket error, e.g. ECONNRESET), raw (Buffer) }.
+ */
+export function rawExchange(port, send, { timeout = 10000, host = "127.0.0.1", method } = {}) {
+  const parts = Array.isArray(send) ? send : [send];
+  method ??= /^([A-Z]+) /.exec(String(parts.find((x) => typeof x !== "number") ?? ""))?.[1] ?? "GET";
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const chunks = [];
+    let done = false, error, lastWriteMs;
+    const sock = net.connect({ port, host });
+    const finish = (closed) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      const raw = Buffer.concat(chunks);
+      const responses = [];
+      for (let off = 0; off < raw.length;) {
+        const r = parseHttpResponse(raw.subarray(off), { final: closed, method });
+        if (!r || r.error) { if (r?.error && !responses.length) error ??= r.error; break; }
+        responses.push(r);
+        if (!r.bytes) break;
+        off += r.bytes;
+      }
+      const first = responses[0] ?? {};
+      resolve({ status: first.status, headers: first.headers, body: first.body, json: first.json, responses,
+                closed, closedAfterMs: closed ? Date.now() - t0 : undefined, lastWriteMs, error, raw });
+    };
+    const timer = setTimeout(() => finish(false), timeout);
+    sock.on("data", (d) => chunks.push(d));
+    sock.on("end", () => finish(true));
+    sock.on("close", () => finish(true));
+    sock.on("error", (e) => { error = e; finish(true); });
+    sock.on("connect", async () => {
+      for (const p of parts) {
+        if (done || sock.destroyed) return;
+        if (typeof p === "number") { await sleep(p); continue; }
+        sock.write(p);
+        lastWriteMs = Date.now() - t0;
+      }
+    });
+  });
+}
+
+/**
  * One HTTP/1.1 request on a fresh TCP connection (Connection: close), for malformed / oversized input.
  * `body` is a string or Buffer (already chunk-encoded when a transfer-encoding header is given); headers are
  * sent as given (no automatic Content-Type; Content-Length is added unless a content-length or
@@ -399,47 +513,9 @@ export function rawHttp(port, { method = "POST", path: p = "/mcp", headers = {},
     const finish = (r) => { if (done) return; done = true; clearTimeout(timer); sock.destroy(); resolve(r); };
     const timer = setTimeout(() => finish(parse() ?? { error: new Error(`no complete answer within ${timeout} ms`) }), timeout);
     const parse = (final = false) => {
-      const buf = Buffer.concat(chunks);
-      const end = buf.indexOf("\r\n\r\n");
-      if (end < 0) return null;
-      const lines = buf.subarray(0, end).toString("latin1").split("\r\n");
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
-      if (!m) return { error: new Error(`bad status line: ${lines[0]}`) };
-      const hdrs = {};
-      for (const l of lines.slice(1)) {
-        const c = l.indexOf(":");
-        if (c > 0) hdrs[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim();
-      }
-      let rest = buf.subarray(end + 4);
-      let bodyOut;
-      if (hdrs["content-length"] !== undefined) {
-        const n = Number(hdrs["content-length"]);
-        if (rest.length < n && !final) return null;
-        bodyOut = rest.subarray(0, n);
-      } else if (/chunked/i.test(hdrs["transfer-encoding"] || "")) {
-        const parts = [];
-        let off = 0, complete = false;
-        for (;;) {
-          const le = rest.indexOf("\r\n", off);
-          if (le < 0) break;
-          const size = parseInt(rest.subarray(off, le).toString("latin1"), 16);
-          if (Number.isNaN(size)) break;
-          if (size === 0) { complete = true; break; }
-          if (rest.length < le + 2 + size + 2) break;
-          parts.push(rest.subarray(le + 2, le + 2 + size));
-          off = le + 2 + size + 2;
-        }
-        if (!complete && !final) return null;
-        bodyOut = Buffer.concat(parts);
-      } else if (final || [204, 304].includes(Number(m[1])) || method === "HEAD") {
-        bodyOut = rest;
-      } else {
-        return null;   // body until close
-      }
-      const text = bodyOut.toString("utf8");
-      let json;
-      try { json = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
-      return { status: Number(m[1]), headers: hdrs, body: text, json };
+      const r = parseHttpResponse(Buffer.concat(chunks), { final, method });
+      if (r) delete r.bytes;
+      return r;
     };
     sock.on("data", (d) => { chunks.push(d); const r = parse(); if (r) finish(r); });
     sock.on("end", () => finish(parse(true) ?? { error: new Error("connection closed without an answer") }));

@@ -982,7 +982,8 @@ static void obs_fold_rejected(void **state)
     cl_close(&c);
 }
 
-/* Only HTTP/1.x: an HTTP/0.9 request line (no version) is 400, a textual HTTP/2 request 505. */
+/* Only HTTP/1.x: an HTTP/0.9 request line (no version) is 400, a textual HTTP/2 request 505; and
+ * one Host. */
 static void http_versions(void **state)
 {
     fx *f = *state;
@@ -994,6 +995,11 @@ static void http_versions(void **state)
     cl_open(f, &c);
     cl_sends(f, &c, "GET /ok HTTP/2.0\r\nHost: x\r\n\r\n");
     expect_error_and_close(f, &c, 505);
+    cl_close(&c);
+    /* two Host fields (RFC 9112 section 3.2), whatever their case */
+    cl_open(f, &c);
+    cl_sends(f, &c, "GET /ok HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nhOST: evil.example\r\n\r\n");
+    expect_error_and_close(f, &c, 400);
     cl_close(&c);
     assert_int_equal(f->n_reqs, 0);
 }
