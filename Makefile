@@ -25,7 +25,7 @@ EXAMPLE  := $(BUILD)/mcp-example-server
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test-deps run test test-unit test-e2e test-asan test-asan-full clean check-config help
+.PHONY: all deps test-deps run test test-unit test-e2e test-asan test-asan-full test-valgrind clean check-config help
 all: $(GATEWAY) $(EXAMPLE)
 
 # V=1 shows the whole commands.
@@ -69,10 +69,11 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run.sh
 
-# unit + e2e with the normal build, then the unit tests and the smoke under ASan/UBSan; one total
+# unit + e2e with the normal build, then under ASan/UBSan the unit tests, the fuzz inputs replayed
+# and the smoke; one total
 test: test-deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN)
-	@$(MAKE) --no-print-directory $(ASAN_MAKE) all $(UNIT_SRC:tests/unit/%.c=build-asan/tests/%)
+	@$(MAKE) --no-print-directory $(ASAN_MAKE) all $(UNIT_SRC:tests/unit/%.c=build-asan/tests/%) replay-bins
 	@scripts/test.sh unit e2e asan
 
 test-unit: $(UNIT_BIN)
@@ -90,6 +91,12 @@ ASAN_MAKE := BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 test-asan: test-deps
 	@$(MAKE) --no-print-directory $(ASAN_MAKE) all $(UNIT_SRC:tests/unit/%.c=build-asan/tests/%)
 	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 scripts/test.sh unit smoke
+
+# the unit tests under valgrind memcheck (the normal build): any error or leak fails the binary
+test-valgrind: test-deps
+	@$(MAKE) --no-print-directory $(UNIT_BIN)
+	@UNIT_TIMEOUT=600 UNIT_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect" \
+	    scripts/test.sh unit
 
 test-asan-full: test-deps
 	@$(MAKE) --no-print-directory $(ASAN_MAKE) all $(UNIT_SRC:tests/unit/%.c=build-asan/tests/%)
@@ -183,7 +190,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_RUNS    ?=
 FUZZ_JOBS    ?= 1
 FUZZ_BINS    = $(FUZZ_ALL:%=$(BUILD)/fuzz/fuzz_%)
-.PHONY: fuzz fuzz-build fuzz-deps fuzz-corpus fuzz-bins fuzz-clean
+.PHONY: fuzz fuzz-build fuzz-deps fuzz-corpus fuzz-bins fuzz-clean replay-bins
 
 $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(wildcard fuzz/*_fixture.h) $(LIB)
 	@mkdir -p $(@D)
@@ -191,6 +198,16 @@ $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(wildcard fuzz/*_fixture.h
 	$(Q)$(CC) $(CFLAGS) -Ifuzz -fsanitize=fuzzer $< $(LIB) $(LDFLAGS) -fsanitize=fuzzer $(LDLIBS) -o $@
 
 fuzz-bins: $(FUZZ_BINS)
+
+# The same targets with fuzz/replay.c instead of libFuzzer: every corpus and regression input once,
+# built by gcc in the ASan build for `make test` (scripts/test.sh asan).
+REPLAY_BINS = $(FUZZ_ALL:%=$(BUILD)/fuzz/replay_%)
+$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c fuzz/fuzz_util.h $(wildcard fuzz/*_fixture.h) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -Ifuzz $< fuzz/replay.c $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+
+replay-bins: $(REPLAY_BINS)
 
 fuzz-deps:
 	@fuzz/deps.sh

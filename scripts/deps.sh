@@ -20,7 +20,7 @@ BUILD_PKGS=(build-essential pkg-config libuv1-dev node-llhttp libcurl4-openssl-d
 # chromium: Debian's, driven by playwright-core in tests/e2e/90-browser (never a browser download from npm)
 # nginx, haproxy: the balancers tests/e2e/96-replicas runs (never the system services);
 # systemd (systemd-analyze verify of the unit), groff-base (the man page lint): tests/e2e/95-install
-TEST_PKGS=(libcmocka-dev redis-server curl chromium fonts-dejavu-core nginx haproxy systemd groff-base)
+TEST_PKGS=(libcmocka-dev redis-server curl chromium fonts-dejavu-core nginx haproxy systemd groff-base valgrind)
 
 pkg_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]

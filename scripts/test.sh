@@ -4,11 +4,13 @@
 #   unit   every $BUILD/tests/test_* (cmocka) binary
 #   e2e    every tests/e2e/*.test.mjs (node:test), or the files given in E2E_FILES
 #   smoke  only tests/e2e/00-smoke.test.mjs (used by the ASan build)
-#   asan   then the unit tests and the smoke again with the ASan/UBSan build in $ASAN_BUILD
-#          (default build-asan; `make test` builds it), leak detection on, counted in the same total
+#   asan   then the unit tests, every fuzz corpus and regression input (fuzz/replay.c) and the smoke
+#          with the ASan/UBSan build in $ASAN_BUILD (default build-asan; `make test` builds it), leak
+#          detection on, counted in the same total
 # Environment: BUILD (default build), GATEWAY_BIN (default $BUILD/mcp-gateway),
 #   EXAMPLE_BIN (default $BUILD/mcp-example-server), UNIT_TIMEOUT / E2E_TIMEOUT (seconds per binary / file),
-#   E2E_TEST_TIMEOUT_MS (node:test's limit per test, default 90000; the full ASan run raises it).
+#   E2E_TEST_TIMEOUT_MS (node:test's limit per test, default 90000; the full ASan run raises it),
+#   UNIT_WRAP (a command the unit binaries run under: `make test-valgrind` sets valgrind).
 # Full logs go to $BUILD/test-logs/.
 set -uo pipefail
 
@@ -66,7 +68,7 @@ run_unit() {
         local name log rc p f t0 t1
         name=$(basename "$b"); log=$LOGDIR/unit-$name.log
         t0=$(date +%s)
-        { CMOCKA_MESSAGE_OUTPUT=STDOUT timeout -k 5 "$UNIT_TIMEOUT" "$b" >"$log" 2>&1; } 2>/dev/null; rc=$?
+        { CMOCKA_MESSAGE_OUTPUT=STDOUT timeout -k 5 "$UNIT_TIMEOUT" ${UNIT_WRAP:-} "$b" >"$log" 2>&1; } 2>/dev/null; rc=$?
         t1=$(date +%s)
         # cmocka: "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s), listed below:" (summed over groups)
         p=$(grep -aE '^\[  PASSED  \] [0-9]+ test' "$log" | sed -E 's/^\[  PASSED  \] ([0-9]+).*/\1/' | awk '{s+=$1} END{print s+0}')
@@ -145,6 +147,28 @@ run_e2e_files() {
     echo "   (logs: ${LOGDIR#$ROOT/}/)"
 }
 
+# ---------------------------------------------------------------- fuzz inputs, replayed (fuzz/replay.c)
+# Each libFuzzer target's seed corpus and regression inputs once, with the ASan build's replay_<target>.
+run_replay() {
+    local t bin log t0 t1 f files
+    for bin in "$BUILD_ABS"/fuzz/replay_*; do
+        [ -x "$bin" ] || continue
+        t=${bin##*/replay_}; log=$LOGDIR/replay-$t.log
+        files=()
+        for f in fuzz/corpus/"$t"/* fuzz/regressions/"$t"/*; do [ -f "$f" ] && files+=("$f"); done
+        t0=$(date +%s)
+        if timeout -k 5 "$UNIT_TIMEOUT" "$bin" "${files[@]}" >"$log" 2>&1; then
+            report "fuzz replay $t" 1 0 $(( $(date +%s) - t0 ))
+            TOTAL_PASS=$((TOTAL_PASS + 1))
+        else
+            t1=$(date +%s)
+            report "fuzz replay $t" 0 1 $((t1 - t0))
+            echo "    the last input named in $log failed:"; tail -n 12 "$log" | sed 's/^/    | /'
+            TOTAL_FAIL=$((TOTAL_FAIL + 1))
+        fi
+    done
+}
+
 [ $do_unit -eq 1 ] && run_unit
 if [ $do_e2e -eq 1 ]; then
     if [ -n "${E2E_FILES:-}" ]; then read -r -a files <<<"$E2E_FILES"
@@ -163,6 +187,7 @@ if [ $do_asan -eq 1 ]; then
         export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
         LABEL='asan '
         run_unit
+        run_replay
         run_e2e_files tests/e2e/00-smoke.test.mjs
     else
         echo "asan: no ASan build in $ASAN_BUILD (make test builds it)"; TOTAL_FAIL=$((TOTAL_FAIL + 1))
