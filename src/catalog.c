@@ -289,3 +289,10 @@ catalog *catalog_acquire(void)
     pthread_mutex_unlock(&pub_lock);
     return c;
 }
+
+int catalog_owns_notification(const char *method)
+{
+    return method && (!strcmp(method, "notifications/tools/list_changed") ||
+                      !strcmp(method, "notifications/prompts/list_changed") ||
+                      !strcmp(method, "notifications/resources/list_changed"));
+}

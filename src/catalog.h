@@ -81,4 +81,8 @@ void catalog_unref(catalog *c);
 /* The published snapshot (process-wide). */
 void     catalog_publish(catalog *c);   /* takes the caller's reference */
 catalog *catalog_acquire(void);         /* new reference; never NULL after the first publish */
+/* notifications/{tools,prompts,resources}/list_changed: an upstream's is about its own list and
+ * goes to upmgr (which re-lists); clients hear the gateway's own, once the federated list has
+ * changed — never the upstream's, which would come early and twice. */
+int catalog_owns_notification(const char *method);
 #endif

@@ -216,8 +216,9 @@ static void relay_upstream_msg(relay *r, const char *data, size_t len)
             r->answered = 1;
             relay_message(r, m, 1);
         }
-    } else {
-        /* notifications (progress: the token is the client's own, untouched) */
+    } else if (!catalog_owns_notification(json_string_value(json_object_get(m, "method")))) {
+        /* notifications (progress: the token is the client's own, untouched); list_changed is
+         * announced by the gateway once its own list has changed (catalog.h) */
         relay_message(r, m, 0);
     }
     json_decref(m);

@@ -1,5 +1,6 @@
 /* streams — GET streams, upstream GET relays, resumption and cross-loop delivery (streams.h). */
 #include "streams.h"
+#include "catalog.h"
 #include "log.h"
 #include "mcp.h"
 #include "sse.h"
@@ -102,6 +103,10 @@ static void on_up_event(void *ud, const char *event, const char *data, size_t le
     json_t *m = json_loadb(data, len, 0, NULL);
     if (!json_is_object(m)) { json_decref(m); return; }
     json_t *mid = json_object_get(m, "id");
+    if (!mid && catalog_owns_notification(json_string_value(json_object_get(m, "method")))) {
+        json_decref(m);   /* upmgr re-lists; the gateway announces its own list_changed */
+        return;
+    }
     if (mid && json_object_get(m, "method")) {
         /* a request from the upstream outside any call: remapped like those during calls */
         worker *w = s->w;
