@@ -355,7 +355,7 @@ static void deny(worker *w, http_req *req, int vs, int status, const char *error
     else if (vs < 0)
         buf_printf(&b, "WWW-Authenticate: %s", A.challenge);
     else {   /* the path form of a virtual server: its own metadata */
-        buf_printf(&b, "WWW-Authenticate: Bearer resource_metadata=\"%s\"", prm_url_vs(vs));
+        buf_printf(&b, "WWW-Authenticate: Bearer resource_metadata=\"%s\"", prm_url_vs(w->cfg, vs));
         if (A.n_scopes) {
             buf_appends(&b, ", scope=\"");
             for (size_t i = 0; i < A.n_scopes; i++) buf_printf(&b, "%s%s", i ? " " : "", A.scopes[i]);
@@ -364,7 +364,7 @@ static void deny(worker *w, http_req *req, int vs, int status, const char *error
     }
     if (status == 403) {
         for (size_t i = 0; i < A.n_scopes; i++) buf_printf(&b, "%s%s", i ? " " : "", A.scopes[i]);
-        buf_printf(&b, "\", resource_metadata=\"%s\"", prm_url_vs(vs));
+        buf_printf(&b, "\", resource_metadata=\"%s\"", prm_url_vs(w->cfg, vs));
     } else if (error) {
         buf_printf(&b, ", error=\"%s\"", error);
         if (desc) {
@@ -445,6 +445,7 @@ const auth_identity *auth_check(worker *w, http_req *req, int vs)
             jwks_unref(ks);
             hit->keys_gen = gen;
         }
+        if (ok && hit->aud_vs >= 0 && hit->aud_gen != w->cfg->generation) ok = 0;   /* a reload: vs may be another */
         if (ok && hit->aud_vs >= 0 && hit->aud_vs != vs) {   /* issued for another path's resource */
             deny(w, req, vs, 401, "invalid_token", "the token's audience is another virtual server's endpoint");
             return NULL;
@@ -489,7 +490,7 @@ const auth_identity *auth_check(worker *w, http_req *req, int vs)
     int aud_vs = -1;
     if (rc == JWT_BAD_AUDIENCE && vs >= 0) {
         /* on /v/<name>/mcp a token issued for that path's own resource URI is good too (there only) */
-        const char *vs_aud = prm_resource_vs(vs);
+        const char *vs_aud = prm_resource_vs(w->cfg, vs);
         pol.audiences = &vs_aud;
         pol.n_audiences = 1;
         if ((rc = jwt_check_claims(&t, &pol, now, err, sizeof err)) == JWT_CLAIMS_OK) aud_vs = vs;
@@ -507,6 +508,7 @@ const auth_identity *auth_check(worker *w, http_req *req, int vs)
     id->exp = exp > 4e18 ? (int64_t)4e18 : (int64_t)exp;                  /* clamped: no overflow below */
     id->issuer = is;
     id->aud_vs = aud_vs;
+    id->aud_gen = w->cfg->generation;
     id->keys_gen = gen;
     snprintf(id->kid, sizeof id->kid, "%s", t.kid);
     id->claims = t.payload;

@@ -27,6 +27,7 @@ typedef struct auth_identity {
     int      aud_vs;        /* -1: its audience is the gateway's resource (good on every path);
                              * else the virtual server whose path-form resource it was issued for
                              * (good only on /v/<that name>/mcp) */
+    uint64_t aud_gen;       /* the config generation aud_vs is an index of */
     struct authz_ident *authz;  /* authorization's cache for this token (authz.c; this loop's) */
 } auth_identity;
 

@@ -130,6 +130,7 @@ typedef struct crule {
 
 struct authz_policy {
     const gw_config *cfg;
+    size_t      n_servers;                  /* the server slots its bitsets cover */
     int         mode;
     int         default_allow;
     crule      *rules;   size_t n_rules;
@@ -182,6 +183,7 @@ authz_policy *authz_policy_new(const gw_config *cfg, const char *file, char *err
     p->rules = xcalloc(p->n_rules, sizeof *p->rules);
     p->words = (p->n_rules + 63) / 64;
     size_t swords = (cfg->n_servers + 63) / 64;
+    p->n_servers = cfg->n_servers;
     for (size_t i = 0; i < p->n_rules; i++) {
         const gw_authz_rule_cfg *rc = &a->rules[i];
         crule *r = &p->rules[i];
@@ -194,15 +196,15 @@ authz_policy *authz_policy_new(const gw_config *cfg, const char *file, char *err
         if (rc->servers.n) {
             r->servers = xcalloc(swords, sizeof *r->servers);
             for (size_t j = 0; j < rc->servers.n; j++) {
-                size_t s = 0;
-                while (s < cfg->n_servers && strcmp(cfg->servers[s].name, rc->servers.v[j])) s++;
-                if (s == cfg->n_servers) {   /* config.c checks this first; a config built by hand may not */
+                size_t found = 0;   /* every slot of that name: once reloaded, a name may have had several */
+                for (size_t s = 0; s < cfg->n_servers; s++)
+                    if (!strcmp(cfg->servers[s].name, rc->servers.v[j])) { bit_set(r->servers, s); found++; }
+                if (!found) {   /* config.c checks this first; a config built by hand may not */
                     snprintf(err, errlen, "%s:%d: rule '%s' names unknown server '%s'", file,
                              rc->server_lines ? rc->server_lines[j] : rc->line, r->name, rc->servers.v[j]);
                     policy_free(p);
                     return NULL;
                 }
-                bit_set(r->servers, s);
             }
         }
         r->kinds = rc->kinds ? rc->kinds : (1u << GW_AUTHZ_KINDS) - 1;
@@ -374,11 +376,11 @@ void authz_subject_free(authz_subject *s) { free(s); }
 
 /* ---- decisions -------------------------------------------------------------------------------------- */
 
-static int rule_covers(const crule *r, size_t server, int k, const char *name, int method)
+static int rule_covers(const authz_policy *p, const crule *r, size_t server, int k, const char *name, int method)
 {
     if (!(r->kinds & (1u << k))) return 0;
     if (r->methods && !(r->methods & (1u << method))) return 0;
-    if (r->servers && !bit(r->servers, server)) return 0;
+    if (r->servers && (server >= p->n_servers || !bit(r->servers, server))) return 0;
     if (!r->n_names[k]) return 1;
     for (size_t i = 0; i < r->n_names[k]; i++)
         if (glob_match(&r->names[k][i], name)) return 1;
@@ -422,7 +424,7 @@ int authz_eval(const authz_policy *p, const authz_subject *s, size_t server, enu
     const crule *step_up = NULL;   /* the first rule that would match with more scopes */
     for (size_t i = 0; i < p->n_rules; i++) {
         const crule *c = &p->rules[i];
-        if (!rule_covers(c, server, k, name, method)) continue;
+        if (!rule_covers(p, c, server, k, name, method)) continue;
         if (bit(s->ok, i)) {
             r->allow = c->allow;
             r->rule = c->name;
@@ -528,7 +530,8 @@ typedef struct th_entry {
  * trusted header. A few bytes per cached token, whatever the list's size. */
 struct authz_ident {
     authz_subject *subj;
-    struct list_slot { uint64_t version; int vs; uint64_t th; uint64_t *bits; } list[CAT_KINDS];
+    uint64_t       subj_gen;   /* the config generation whose policy subj was computed for */
+    struct list_slot { uint64_t version; uint64_t gen; int vs; uint64_t th; uint64_t *bits; } list[CAT_KINDS];
 };
 
 /* Per loop: each entry of a catalog list serialized once per catalog version, so that a
@@ -549,11 +552,9 @@ typedef struct authz_local {
 
 static struct {
     gateway       *gw;
-    authz_policy  *policy;
     EVP_PKEY      *th_key;
     int            th_mode;       /* a key is configured, or --enforce-capability-filtering */
     int            enforce;
-    int            audit;
     pthread_key_t  local;
     int            local_made;
 } Z;
@@ -615,28 +616,34 @@ int authz_validate(const gw_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+int authz_attach(gw_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->authz.on) return 0;
+    authz_policy *p = authz_policy_new(cfg, cfg->config_file ? cfg->config_file : "config", err, errlen);
+    if (!p) return -1;
+    int claims = 0;
+    for (size_t i = 0; i < p->n_rules; i++) {
+        const gw_authz_rule_cfg *r = p->rules[i].cfg;
+        claims |= r->groups.n || r->scopes.n || r->realm_roles.n || r->subjects.n || r->client_ids.n || r->n_claims;
+    }
+    if (!config_auth_on(cfg) && (claims || (cfg->authz.mode & GW_AUTHZ_ROLES)))
+        log_warn("authz", "authentication is off: rule conditions and roles see no token and never hold");
+    log_info("authz", "authorization on: mode %s%s%s, %zu rule(s), default %s%s",
+             (cfg->authz.mode & GW_AUTHZ_RULES) ? "rules" : "",
+             cfg->authz.mode == (GW_AUTHZ_RULES | GW_AUTHZ_ROLES) ? "+" : "",
+             (cfg->authz.mode & GW_AUTHZ_ROLES) ? "roles" : "", p->n_rules,
+             cfg->authz.default_allow ? "allow" : "deny", cfg->authz.hide_denied ? ", denied names hidden" : "");
+    cfg->policy = p;
+    return 0;
+}
+
 int authz_init(gateway *gw)
 {
-    const gw_config *cfg = gw->cfg;
+    gw_config *cfg = gw->cfg;
     char err[512];
     Z.gw = gw;
     if (!Z.local_made && pthread_key_create(&Z.local, local_free) == 0) Z.local_made = 1;
-    if (cfg->authz.on) {
-        Z.policy = authz_policy_new(cfg, cfg->config_file ? cfg->config_file : "config", err, sizeof err);
-        if (!Z.policy) { log_error("authz", "%s", err); return -1; }
-        int claims = 0;
-        for (size_t i = 0; i < Z.policy->n_rules; i++) {
-            const gw_authz_rule_cfg *r = Z.policy->rules[i].cfg;
-            claims |= r->groups.n || r->scopes.n || r->realm_roles.n || r->subjects.n || r->client_ids.n || r->n_claims;
-        }
-        if (!config_auth_on(cfg) && (claims || (cfg->authz.mode & GW_AUTHZ_ROLES)))
-            log_warn("authz", "authentication is off: rule conditions and roles see no token and never hold");
-        log_info("authz", "authorization on: mode %s%s%s, %zu rule(s), default %s%s", 
-                 (cfg->authz.mode & GW_AUTHZ_RULES) ? "rules" : "",
-                 cfg->authz.mode == (GW_AUTHZ_RULES | GW_AUTHZ_ROLES) ? "+" : "",
-                 (cfg->authz.mode & GW_AUTHZ_ROLES) ? "roles" : "", Z.policy->n_rules,
-                 cfg->authz.default_allow ? "allow" : "deny", cfg->authz.hide_denied ? ", denied names hidden" : "");
-    }
+    if (!cfg->policy && authz_attach(cfg, err, sizeof err) < 0) { log_error("authz", "%s", err); return -1; }
     if (cfg->authz.trusted_key && *cfg->authz.trusted_key) {
         Z.th_key = load_key(cfg->authz.trusted_key, err, sizeof err);
         if (!Z.th_key) { log_error("authz", "%s", err); return -1; }
@@ -648,13 +655,11 @@ int authz_init(gateway *gw)
     else if (Z.th_key)
         log_info("authz", "trusted header x-mcp-authorized verified with TRUSTED_HEADER_PUBLIC_KEY%s",
                  Z.enforce ? " (required: --enforce-capability-filtering)" : "");
-    Z.audit = cfg->authz.on ? cfg->authz.audit : Z.th_mode;
     return 0;
 }
 
 void authz_free(void)
 {
-    policy_free(Z.policy);
     EVP_PKEY_free(Z.th_key);
     if (Z.local_made) {
         local_free(pthread_getspecific(Z.local));   /* the main thread's, if it made one */
@@ -793,7 +798,14 @@ static struct authz_ident *caller(authz_req *az)
 static const authz_subject *subject(authz_req *az)
 {
     struct authz_ident *ai = caller(az);
-    if (!ai->subj) ai->subj = authz_subject_new(Z.policy, az->id ? az->id->claims : NULL);
+    if (ai->subj && ai->subj_gen != az->w->cfg->generation) {   /* computed for an earlier policy */
+        authz_subject_free(ai->subj);
+        ai->subj = NULL;
+    }
+    if (!ai->subj) {
+        ai->subj = authz_subject_new(az->w->cfg->policy, az->id ? az->id->claims : NULL);
+        ai->subj_gen = az->w->cfg->generation;
+    }
     return ai->subj;
 }
 
@@ -802,7 +814,8 @@ static int decide(authz_req *az, enum cat_kind kind, size_t server, const char *
 {
     r->scope = NULL;
     r->vs = 0;
-    if (az->vs >= 0 && !vs_keeps(&Z.gw->cfg->vservers[az->vs], kind, fed_name)) {
+    const gw_config *cfg = az->w->cfg;   /* the loop's: az->vs is an index into it */
+    if (az->vs >= 0 && !vs_keeps(&cfg->vservers[az->vs], kind, fed_name)) {
         r->allow = 0;
         r->rule = "virtualServer";
         r->vs = 1;
@@ -813,8 +826,8 @@ static int decide(authz_req *az, enum cat_kind kind, size_t server, const char *
         r->rule = "trustedHeader";
         return 0;
     }
-    if (Z.policy) {
-        authz_eval(Z.policy, subject(az), server, kind, up_name, method, r);
+    if (cfg->policy) {
+        authz_eval(cfg->policy, subject(az), server, kind, up_name, method, r);
         if (r->scope && !auth_enabled()) r->scope = NULL;   /* no token, no step-up */
         return r->allow;
     }
@@ -854,17 +867,20 @@ const char *authz_list(authz_req *az, const catalog *c, enum cat_kind kind, size
     static const char *const empty[CAT_KINDS] = {"{\"tools\":[]}", "{\"prompts\":[]}", "{\"resources\":[]}",
                                                  "{\"resourceTemplates\":[]}"};
     static const char *const result_key[CAT_KINDS] = {"tools", "prompts", "resources", "resourceTemplates"};
-    const gw_config *cfg = Z.gw->cfg;
+    const gw_config *cfg = az->w->cfg;
     th_resolve(az);
-    if (!Z.policy && az->th == TH_OFF)   /* nothing per caller: the catalog's own (per virtual server) */
-        return catalog_result(c, kind, az->vs >= 0 ? cfg->vservers[az->vs].name : NULL, len);
+    const char *vsn = az->vs >= 0 ? cfg->vservers[az->vs].name : NULL;
+    if (!cfg->policy && az->th == TH_OFF &&   /* nothing per caller: the catalog's own (per virtual server) … */
+        (!vsn || kind > CAT_PROMPTS || catalog_vs_result(c, vsn, NULL)))   /* … unless it predates a reload's vs */
+        return catalog_result(c, kind, vsn, len);
     if (az->th == TH_NONE) {
         *len = strlen(empty[kind]);
         return empty[kind];
     }
     const cat_list *l = &c->lists[kind];
     struct list_slot *sl = &caller(az)->list[kind];
-    if (!sl->bits || sl->version != c->version || sl->vs != az->vs || sl->th != az->th_key) {
+    if (!sl->bits || sl->version != c->version || sl->gen != cfg->generation || sl->vs != az->vs ||
+        sl->th != az->th_key) {
         free(sl->bits);
         sl->bits = xcalloc((l->n + 63) / 64, sizeof *sl->bits);
         for (size_t i = 0; i < l->n; i++) {
@@ -873,6 +889,7 @@ const char *authz_list(authz_req *az, const catalog *c, enum cat_kind kind, size
             if (decide(az, kind, (size_t)e->server, e->up_name, e->fed_name, list_method[kind], &r)) bit_set(sl->bits, i);
         }
         sl->version = c->version;
+        sl->gen = cfg->generation;
         sl->vs = az->vs;
         sl->th = az->th_key;
     }
@@ -902,7 +919,8 @@ const char *authz_list(authz_req *az, const catalog *c, enum cat_kind kind, size
 static void audit(const authz_req *az, int method, size_t server, const char *fed_name, const char *up_name,
                   const authz_result *r)
 {
-    int level = Z.audit ? LOG_INFO : LOG_DEBUG;
+    const gw_config *cfg = az->w->cfg;
+    int level = (cfg->authz.on ? cfg->authz.audit : Z.th_mode) ? LOG_INFO : LOG_DEBUG;
     if (!log_enabled(level)) return;
     const char *sub = az->id ? az->id->sub : "", *client = az->id ? az->id->client_id : "";
     char sess[16] = "";
@@ -911,8 +929,8 @@ static void audit(const authz_req *az, int method, size_t server, const char *fe
         SHA256((const unsigned char *)az->sid, strlen(az->sid), h);
         for (int i = 0; i < 6; i++) snprintf(sess + 2 * i, 3, "%02x", h[i]);
     }
-    const char *vs = az->vs >= 0 ? Z.gw->cfg->vservers[az->vs].name : NULL;
-    const char *srv = Z.gw->cfg->servers[server].name, *m = authz_method_name(method);
+    const char *vs = az->vs >= 0 ? cfg->vservers[az->vs].name : NULL;
+    const char *srv = cfg->servers[server].name, *m = authz_method_name(method);
     const char *kv[][2] = {{"subject", *sub ? sub : NULL}, {"client", *client ? client : NULL},
                            {"session", *sess ? sess : NULL}, {"method", m}, {"server", srv}, {"name", fed_name},
                            {"upstreamName", up_name}, {"virtualServer", vs},
@@ -923,7 +941,7 @@ static void audit(const authz_req *az, int method, size_t server, const char *fe
 int authz_call(authz_req *az, enum cat_kind kind, const cat_entry *e, int method, authz_result *r)
 {
     th_resolve(az);
-    if (!Z.policy && az->th == TH_OFF && az->vs < 0) {   /* nothing to decide */
+    if (!az->w->cfg->policy && az->th == TH_OFF && az->vs < 0) {   /* nothing to decide */
         *r = (authz_result){.allow = 1, .rule = "none"};
         return 1;
     }

@@ -8,11 +8,12 @@
  *   3. the `authorization:` block: its rules (first match wins), then the Keycloak roles
  *      convention (resource_access["<server name>"].roles holds "tool:<upstream name>"), then
  *      its default. Without the block, 3 allows everything (as before it existed).
- * Every step must allow. The block is compiled once at start (authz_policy): servers resolved
- * to indexes, globs split at '*', claim paths split; what a token's claims make of the rules'
- * conditions is computed once per token (authz_subject, kept with the verified token in the
- * loop's token cache), so a decision is bit tests and name matches, without allocation.
- * Filtered lists are cached per caller and catalog version. */
+ * Every step must allow. The block is compiled once per config, at start and on each reload
+ * (cfg->policy, read through the loop's config worker.cfg): servers resolved to slot indexes,
+ * globs split at '*', claim paths split; what a token's claims make of the rules' conditions is
+ * computed once per token and config (authz_subject, kept with the verified token in the loop's
+ * token cache), so a decision is bit tests and name matches, without allocation. Filtered lists
+ * are cached per caller, catalog version and config. */
 #ifndef GW_AUTHZ_H
 #define GW_AUTHZ_H
 #include <jansson.h>
@@ -71,7 +72,11 @@ int authz_glob_match(const char *pattern, const char *s);
 
 /* ---- the gateway's authorization (main, workers) ------------------------------------------- */
 
-int  authz_init(gateway *gw);   /* compiles the policy and loads the trusted-header key */
+/* Compiles the policy (gw->cfg->policy, unless attached already) and loads the trusted-header key. */
+int  authz_init(gateway *gw);
+/* Compiles cfg's authorization block against its server slots into cfg->policy (NULL without a
+ * block; the config's owner frees it with authz_policy_free). -1 with "file:line: what". */
+int  authz_attach(gw_config *cfg, char *err, size_t errlen);
 void authz_free(void);
 int  authz_hide_denied(void);
 /* The virtual server named name[0..len) (index into cfg->vservers), or -1. */

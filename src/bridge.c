@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SECRET_LEN        64          /* hex characters of the path secret */
 #define SID_BUCKETS       1024
@@ -134,10 +135,14 @@ struct bbackend {                 /* one link and everything that runs over it *
 
 struct bserver {
     struct bridge       *b;
-    size_t               idx;
+    size_t               idx;     /* its server slot (config.h) */
     const gw_server_cfg *cfg;
     char                *target;  /* legacy SSE: the server's own url */
+    char                *ca;      /* legacy SSE: gatewayCACertPEM of the config it came with (owned) */
+    int                  added;   /* url set (bridge_add); served once started */
     int                  served;  /* enabled: has (or makes) backends */
+    int                  retiring;/* a reload removed it: no new session; stopped once its calls end */
+    uint64_t             retire_until;
     bbackend            *backends;      /* one, or with perSession one per session */
     size_t               n_backends;
     bsession            *sessions;
@@ -152,8 +157,9 @@ struct bridge {
     uint64_t     last_keepalive;
     char         secret[SECRET_LEN + 1];
     int          port;
-    bserver     *servers;
-    size_t       n;
+    bserver     *servers;     /* per server slot: capacity servers_cap, never moved */
+    size_t       n;           /* slots known */
+    size_t       cap;
     bsession    *hash[SID_BUCKETS];
     int          open;            /* links + http server + timer not yet closed */
     int          draining;        /* bridge_stop: calls in flight may finish, nothing new starts */
@@ -214,7 +220,7 @@ static bbackend *backend_new(bserver *srv, int dedicated)
     if (srv->cfg->transport == GW_TRANSPORT_STDIO)
         be->link = up_stdio_new(b->loop, srv->cfg, (size_t)cfg->max_upstream_response, &cb, be);
     else
-        be->link = up_legacy_sse_new(b->loop, srv->cfg, srv->target, cfg->gateway_ca_pem,
+        be->link = up_legacy_sse_new(b->loop, srv->cfg, srv->target, srv->ca,
                                      (size_t)cfg->max_upstream_response, &cb, be);
     if (!be->link) { free(be); return NULL; }
     b->open++;
@@ -967,6 +973,10 @@ static void on_request(http_req *req, void *ctx)
         return;
     }
     bserver *srv = &b->servers[idx];
+    if (srv->retiring && req->method == HTTP_POST && !http_req_header(req, "mcp-session-id")) {
+        http_respond(req, 404, NULL, "application/json", "{\"error\":\"Not Found\"}", 21);   /* removed by a reload */
+        return;
+    }
     if (b->stopping || (b->draining && req->method == HTTP_GET)) {
         respond_error(req, 503, NULL, JR_INTERNAL_ERROR, "the gateway is stopping");
         return;
@@ -1013,6 +1023,31 @@ static void calls_expire(bbackend *be, uint64_t now)
     }
 }
 
+/* Stops every backend of the server: calls in flight fail, sessions end, children stop. */
+static void server_stop_all(bserver *srv, const char *why)
+{
+    while (srv->backends) {
+        bbackend *be = srv->backends;
+        be->dedicated = 0;                 /* stopped below, not by its session's end */
+        backend_reset(be, why);
+        while (be->waiting) wait_timeout(be->waiting, why);
+        backend_stop(be);
+    }
+}
+
+/* A server a reload removed: stopped once its calls in flight have ended (or had their
+ * --upstream-timeout). */
+static void retire_check(bserver *srv, uint64_t now)
+{
+    size_t calls = 0;
+    for (bbackend *be = srv->backends; be; be = be->next) calls += be->n_calls;
+    if (calls && now < srv->retire_until) return;
+    log_info(sname(srv), "bridge: stopping the removed server (%zu call(s) still in flight)", calls);
+    srv->retiring = 0;
+    srv->served = 0;
+    server_stop_all(srv, "the server was removed from the configuration");
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct bridge *b = t->data;
@@ -1023,6 +1058,7 @@ static void on_tick(uv_timer_t *t)
     if (keepalive) b->last_keepalive = now;
     for (size_t i = 0; i < b->n; i++) {
         bserver *srv = &b->servers[i];
+        if (srv->retiring) retire_check(srv, now);
         for (bbackend *be = srv->backends, *nb; be; be = nb) {
             nb = be->next;
             if (be->state == B_INIT && now - be->init_since > timeout) up_link_restart(be->link, "initialize timed out");
@@ -1052,7 +1088,10 @@ static void on_tick(uv_timer_t *t)
 
 static void bridge_free(struct bridge *b)
 {
-    for (size_t i = 0; i < b->n; i++) free(b->servers[i].target);
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->servers[i].target);
+        free(b->servers[i].ca);
+    }
     free(b->servers);
     free(b);
 }
@@ -1083,16 +1122,7 @@ static void bridge_finish(struct bridge *b)
     if (b->stopping) return;
     b->stopping = 1;
     uv_timer_stop(&b->tick);
-    for (size_t i = 0; i < b->n; i++) {
-        bserver *srv = &b->servers[i];
-        while (srv->backends) {
-            bbackend *be = srv->backends;
-            be->dedicated = 0;                 /* stopped below, not by its session's end */
-            backend_reset(be, "the gateway is stopping");
-            while (be->waiting) wait_timeout(be->waiting, "the gateway is stopping");
-            backend_stop(be);
-        }
-    }
+    for (size_t i = 0; i < b->n; i++) server_stop_all(&b->servers[i], "the gateway is stopping");
     http_server_close(b->http, on_http_closed, b);
     uv_close((uv_handle_t *)&b->tick, on_tick_closed);
 }
@@ -1137,24 +1167,21 @@ static void no_proxy_for_loopback(void)
     }
 }
 
-int bridge_start(gateway *gw, uv_loop_t *loop, struct bridge **out, char *err, size_t errlen)
+/* Listens on 127.0.0.1 (a random port); no server yet. */
+static struct bridge *bridge_new(gateway *gw, uv_loop_t *loop, char *err, size_t errlen)
 {
-    gw_config *cfg = gw->cfg;
-    *out = NULL;
-    size_t needed = 0;
-    for (size_t i = 0; i < cfg->n_servers; i++) needed += cfg->servers[i].transport != GW_TRANSPORT_HTTP;
-    if (!needed) return 0;
+    const gw_config *cfg = gw->cfg;
     struct bridge *b = calloc(1, sizeof *b);
-    if (!b) { snprintf(err, errlen, "bridge: out of memory"); return -1; }
+    if (!b) { snprintf(err, errlen, "bridge: out of memory"); return NULL; }
     b->gw = gw;
     b->loop = loop;
-    b->n = cfg->n_servers;
-    b->servers = calloc(b->n, sizeof *b->servers);
+    b->cap = cfg->servers_cap > cfg->n_servers ? cfg->servers_cap : cfg->n_servers;
+    b->servers = calloc(b->cap ? b->cap : 1, sizeof *b->servers);
     unsigned char rnd[SECRET_LEN / 2];
     if (!b->servers || RAND_bytes(rnd, sizeof rnd) != 1) {
         snprintf(err, errlen, "bridge: cannot draw its secret");
         bridge_free(b);
-        return -1;
+        return NULL;
     }
     for (size_t i = 0; i < sizeof rnd; i++) snprintf(b->secret + 2 * i, 3, "%02x", rnd[i]);
     OPENSSL_cleanse(rnd, sizeof rnd);
@@ -1170,8 +1197,9 @@ int bridge_start(gateway *gw, uv_loop_t *loop, struct bridge **out, char *err, s
     socklen_t sl = sizeof ss;
     if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
         snprintf(err, errlen, "bridge: %s", fd < 0 ? lerr : "getsockname failed");
+        if (fd >= 0) close(fd);
         bridge_free(b);
-        return -1;
+        return NULL;
     }
     b->port = ntohs(in4->sin_port);
     size_t big = (size_t)(cfg->max_upstream_response > cfg->max_request_body ? cfg->max_upstream_response
@@ -1184,37 +1212,111 @@ int bridge_start(gateway *gw, uv_loop_t *loop, struct bridge **out, char *err, s
     b->http = http_server_new(loop, &lim, on_request, b);
     if (!b->http || http_server_listen_fd(b->http, fd) != 0) {
         snprintf(err, errlen, "bridge: cannot serve on 127.0.0.1:%d", b->port);
-        return -1;   /* the process exits: what was opened goes with it */
+        return NULL;   /* at start the process exits; a reload that fails here leaves it behind */
     }
     b->open = 2;   /* the http server and the timer */
     uv_timer_init(loop, &b->tick);
     b->tick.data = b;
     uv_timer_start(&b->tick, on_tick, TICK_MS, TICK_MS);
     b->last_keepalive = uv_now(loop);
-    no_proxy_for_loopback();
+    return b;
+}
 
+/* Gives slot i (stdio or legacy SSE) its bridge url; the bridge takes the legacy url. */
+static int server_add(struct bridge *b, gw_server_cfg *sc, size_t i, const char *gateway_ca)
+{
+    if (i >= b->cap) return -1;
+    bserver *srv = &b->servers[i];
+    srv->b = b;
+    srv->idx = i;
+    srv->cfg = sc;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/%s/%zu", b->port, b->secret, i);
+    char *ca = gateway_ca ? strdup(gateway_ca) : NULL, *own = strdup(url);
+    if (!own || (gateway_ca && !ca)) {
+        free(ca);
+        free(own);
+        return -1;
+    }
+    srv->target = sc->url;             /* the legacy SSE url, now the bridge's */
+    sc->written_url = srv->target;
+    srv->ca = ca;
+    sc->url = own;
+    srv->added = 1;
+    if (b->n <= i) b->n = i + 1;
+    return 0;
+}
+
+/* Starts serving slot i: its shared child (or legacy connection) now, per-session ones later. */
+static int server_start(bserver *srv)
+{
+    const gw_server_cfg *sc = srv->cfg;
+    if (!srv->added || srv->served || !sc->enabled || !gw_server_live(sc)) return 0;
+    srv->served = 1;
+    if (!sc->per_session && !backend_new(srv, 0)) return -1;
+    log_info(sc->name, "bridge: %s server behind the bridge%s", sc->transport == GW_TRANSPORT_STDIO ? "stdio" : "legacy SSE",
+             sc->per_session ? " (a child per client session)" : "");
+    return 0;
+}
+
+int bridge_start(gateway *gw, uv_loop_t *loop, struct bridge **out, char *err, size_t errlen)
+{
+    gw_config *cfg = gw->cfg;
+    *out = NULL;
+    no_proxy_for_loopback();   /* now, before any thread: a reload may need the bridge later */
+    size_t needed = 0;
+    for (size_t i = 0; i < cfg->n_servers; i++) needed += cfg->servers[i].transport != GW_TRANSPORT_HTTP;
+    if (!needed) return 0;
+    struct bridge *b = bridge_new(gw, loop, err, errlen);
+    if (!b) return -1;
     for (size_t i = 0; i < cfg->n_servers; i++) {
         gw_server_cfg *sc = &cfg->servers[i];
-        bserver *srv = &b->servers[i];
-        srv->b = b;
-        srv->idx = i;
-        srv->cfg = sc;
         if (sc->transport == GW_TRANSPORT_HTTP) continue;
-        char url[128];
-        snprintf(url, sizeof url, "http://127.0.0.1:%d/%s/%zu", b->port, b->secret, i);
-        srv->target = sc->url;             /* the legacy SSE url, now the bridge's */
-        sc->url = strdup(url);
-        if (!sc->url) { snprintf(err, errlen, "bridge: out of memory"); return -1; }
-        if (!sc->enabled) continue;
-        srv->served = 1;
-        if (!sc->per_session && !backend_new(srv, 0)) {
+        if (server_add(b, sc, i, cfg->gateway_ca_pem) != 0) { snprintf(err, errlen, "bridge: out of memory"); return -1; }
+        if (server_start(&b->servers[i]) != 0) {
             snprintf(err, errlen, "bridge: cannot start server %s", sc->name);
             return -1;
         }
-        log_info(sc->name, "bridge: %s server behind the bridge%s",
-                 sc->transport == GW_TRANSPORT_STDIO ? "stdio" : "legacy SSE",
-                 sc->per_session ? " (a child per client session)" : "");
     }
     *out = b;
     return 0;
+}
+
+int bridge_add(struct bridge **bp, gateway *gw, uv_loop_t *loop, gw_server_cfg *sc, size_t slot,
+               const char *gateway_ca, char *err, size_t errlen)
+{
+    if (!*bp && !(*bp = bridge_new(gw, loop, err, errlen))) return -1;
+    if ((*bp)->draining || server_add(*bp, sc, slot, gateway_ca) != 0) {
+        snprintf(err, errlen, "bridge: cannot take server %s", sc->name);
+        return -1;
+    }
+    return 0;
+}
+
+void bridge_forget(struct bridge *b, size_t slot)
+{
+    if (!b || slot >= b->cap || b->servers[slot].served) return;
+    bserver *srv = &b->servers[slot];
+    free(srv->target);
+    free(srv->ca);
+    memset(srv, 0, sizeof *srv);
+}
+
+void bridge_reload(struct bridge *b, int start)
+{
+    if (!b || b->draining) return;
+    uint64_t now = uv_now(b->loop);
+    for (size_t i = 0; i < b->n; i++) {
+        bserver *srv = &b->servers[i];
+        if (srv->added && !srv->retiring && !gw_server_live(srv->cfg)) {
+            srv->added = 0;
+            if (!srv->served) continue;
+            srv->retiring = 1;   /* its calls in flight may finish (on_tick) */
+            srv->retire_until = now + (uint64_t)b->gw->cfg->upstream_timeout_ms + 1000;
+            log_info(sname(srv), "bridge: removed by the reload: no new sessions; stopped once its calls end");
+            retire_check(srv, now);
+        } else if (start && srv->added && server_start(srv) != 0) {
+            log_error(sname(srv), "bridge: cannot start the server");
+        }
+    }
 }

@@ -76,7 +76,8 @@ static void conflict(catalog *c, const char *msg)
     c->conflicts[c->n_conflicts++] = strdup(msg);
 }
 
-static void build_kind(catalog *c, const gw_config *cfg, const cat_input *in, size_t n, enum cat_kind k)
+static void build_kind(catalog *c, const gw_config *cfg, const cat_input *in, const size_t *slots, size_t n,
+                       enum cat_kind k)
 {
     const struct kind_info *ki = &kinds[k];
     cat_list *l = &c->lists[k];
@@ -129,7 +130,7 @@ static void build_kind(catalog *c, const gw_config *cfg, const cat_input *in, si
             /* both strings live in c->store: the object key and the array element */
             e->fed_name = json_object_iter_key(json_object_iter_at(objs, fed));
             e->up_name = json_string_value(json_array_get(ups, json_array_size(ups) - 1));
-            e->server = (int)s;
+            e->server = (int)(slots ? slots[s] : s);
         }
     }
     json_decref(owner);
@@ -141,7 +142,9 @@ static void build_kind(catalog *c, const gw_config *cfg, const cat_input *in, si
     }
 }
 
-catalog *catalog_build(const gw_config *cfg, const cat_input *in, size_t n)
+catalog *catalog_build(const gw_config *cfg, const cat_input *in, size_t n) { return catalog_build_at(cfg, in, NULL, n); }
+
+catalog *catalog_build_at(const gw_config *cfg, const cat_input *in, const size_t *slots, size_t n)
 {
     static uint64_t version;
     catalog *c = calloc(1, sizeof *c);
@@ -161,7 +164,7 @@ catalog *catalog_build(const gw_config *cfg, const cat_input *in, size_t n)
         cs->n_tools = json_array_size(in[s].tools);
         cs->n_prompts = json_array_size(in[s].prompts);
     }
-    for (int k = 0; k < CAT_KINDS; k++) build_kind(c, cfg, in, n, (enum cat_kind)k);
+    for (int k = 0; k < CAT_KINDS; k++) build_kind(c, cfg, in, slots, n, (enum cat_kind)k);
     cat_list *t = &c->lists[CAT_TOOLS];
     c->tools = t->e;
     c->n_tools = t->n;

@@ -21,7 +21,7 @@ enum cat_kind { CAT_TOOLS, CAT_PROMPTS, CAT_RESOURCES, CAT_TEMPLATES, CAT_KINDS 
 typedef struct cat_tool {
     const char *fed_name;  /* federated name or URI (owned by the catalog) */
     const char *up_name;   /* the upstream's own name or URI */
-    int         server;    /* index into config servers */
+    int         server;    /* index into config servers: a slot (config.h) */
 } cat_tool, cat_entry;
 
 typedef struct cat_list {
@@ -67,6 +67,8 @@ typedef struct cat_input {
 
 struct gw_config;
 catalog *catalog_build(const struct gw_config *cfg, const cat_input *in, size_t n);
+/* The same, with slots[i] the server index (config.h: a slot) of in[i], given in file order. */
+catalog *catalog_build_at(const struct gw_config *cfg, const cat_input *in, const size_t *slots, size_t n);
 const cat_tool *catalog_find_tool(const catalog *c, const char *fed_name);
 const cat_entry *catalog_find(const catalog *c, enum cat_kind kind, const char *fed_name);
 /* The server owning a resource URI (listed, namespaced, or matching a template's literal

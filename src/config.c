@@ -61,8 +61,8 @@ static const opt opts[] = {
         "public host name of the gateway"),
     STR("metrics-addr", "MCP_GATEWAY_METRICS_ADDR", metrics_addr, "",
         "host:port for Prometheus /metrics; empty = off"),
-    NUM(OPT_INT, "log-level", "MCP_GATEWAY_LOG_LEVEL", log_level, -4, 8, "0",
-        "-4 debug, 0 info, 4 warn, 8 error"),
+    {"log-level", "MCP_GATEWAY_LOG_LEVEL", OPT_INT, O(log_level), -4, 8, "debug=-4|info=0|warn=4|error=8", "0",
+     "-4 debug, 0 info, 4 warn, 8 error (Kuadrant's numbers), or the names"},
     ENUM("log-format", "MCP_GATEWAY_LOG_FORMAT", log_format, "txt|json", "txt", "log line format"),
     NUM(OPT_LONG, "session-length", "MCP_GATEWAY_SESSION_LENGTH", session_length_min, 1, 525600, "1440",
         "gateway session lifetime, minutes"),
@@ -209,6 +209,22 @@ static int parse_num(enum opt_type t, const char *s, long long *out)
     return 0;
 }
 
+/* A number's name from choices "name=number|…" (case-insensitive) → its number in out. */
+static int named_number(const char *choices, const char *v, char *out, size_t cap)
+{
+    size_t n = strlen(v);
+    for (const char *p = choices; *p;) {
+        size_t l = strcspn(p, "|"), k = strcspn(p, "=");
+        if (k < l && k == n && !strncasecmp(p, v, n) && l - k - 1 < cap) {
+            memcpy(out, p + k + 1, l - k - 1);
+            out[l - k - 1] = '\0';
+            return 1;
+        }
+        p += l + (p[l] == '|');
+    }
+    return 0;
+}
+
 /* Sets one option from text v (NULL = bare boolean flag); src names the source in messages,
  * e.g. "--workers" or "MCP_GATEWAY_WORKERS". */
 static int opt_set(gw_config *cfg, const opt *o, const char *v, const char *src, char *err, size_t errlen)
@@ -233,6 +249,8 @@ static int opt_set(gw_config *cfg, const opt *o, const char *v, const char *src,
         break;
     }
     long long scale = o->type == OPT_DUR ? 1000 : 1;
+    char named[32];
+    if (o->choices && named_number(o->choices, v, named, sizeof named)) v = named;   /* "debug" → "-4" */
     if ((rc = parse_num(o->type, v, &n)) == -1)
         return fail(err, errlen, "%s: '%s' is not a %s", src, v,
                     o->type == OPT_DUR ? "duration (seconds, or with ms/s/m/h)"
@@ -348,7 +366,15 @@ void config_usage(FILE *out)
         case OPT_ENUM: fprintf(out, "<%s>", o->choices); break;
         case OPT_BOOL: fputs("[=true|false]", out); break;
         case OPT_INT:
-        case OPT_LONG: fprintf(out, "<%lld..%lld>", o->min, o->max); break;
+        case OPT_LONG:
+            fprintf(out, "<%lld..%lld", o->min, o->max);
+            for (const char *p = o->choices; p && *p;) {   /* named numbers: "|debug|info…" */
+                size_t l = strcspn(p, "|");
+                fprintf(out, "|%.*s", (int)strcspn(p, "="), p);
+                p += l + (p[l] == '|');
+            }
+            fputs(">", out);
+            break;
         case OPT_DUR:  fprintf(out, "<seconds %lld..%lld>", o->min, o->max); break;
         case OPT_SIZE:
             fprintf(out, "<bytes %s..%s>", fmt_size(o->min, lo, sizeof lo), fmt_size(o->max, hi, sizeof hi));
@@ -1578,4 +1604,33 @@ int config_auth_resolve(gw_config *cfg, char *err, size_t errlen)
                                  "not absolute: set OAUTH_RESOURCE (e.g. https://mcp.example.com/mcp), "
                                  "oauthProtectedResource.resource, or --mcp-gateway-public-host");
     return 0;
+}
+
+/* ---- for reload (src/reload.c) ---- */
+
+void config_servers_free(gw_server_cfg *s, size_t n) { free_servers(s, n); }
+
+static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
+
+static void strlist_copy(gw_strlist *dst, const gw_strlist *src)
+{
+    dst->n = 0;
+    dst->v = src->n ? xreallocarray(NULL, src->n, sizeof *dst->v) : NULL;
+    for (size_t i = 0; i < src->n; i++) dst->v[dst->n++] = xstrdup(src->v[i]);
+}
+
+void config_auth_copy(gw_auth_cfg *dst, const gw_auth_cfg *src)
+{
+    free_auth(dst);
+    *dst = *src;   /* the scalars; every pointer is replaced below */
+    dst->resource_name = dup_or_null(src->resource_name);
+    dst->resource = dup_or_null(src->resource);
+    strlist_copy(&dst->authorization_servers, &src->authorization_servers);
+    strlist_copy(&dst->bearer_methods, &src->bearer_methods);
+    strlist_copy(&dst->scopes_supported, &src->scopes_supported);
+    dst->issuers = src->n_issuers ? xreallocarray(NULL, src->n_issuers, sizeof *dst->issuers) : NULL;
+    for (size_t i = 0; i < src->n_issuers; i++)
+        dst->issuers[i] = (gw_issuer_cfg){dup_or_null(src->issuers[i].issuer_url), dup_or_null(src->issuers[i].jwks_uri)};
+    strlist_copy(&dst->audiences, &src->audiences);
+    strlist_copy(&dst->required_scopes, &src->required_scopes);
 }

@@ -1,10 +1,11 @@
 /* config — the gateway's whole configuration: one option table drives command-line flags,
  * environment variables, defaults, bounds and --help; the YAML file (Kuadrant's shape) adds
  * servers, virtual servers and a few blocks. A loaded config is immutable and shared read-only
- * by every loop; reload builds a new one. */
+ * by every loop; a reload builds a new one (src/reload.c). */
 #ifndef GW_CONFIG_H
 #define GW_CONFIG_H
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct gw_strlist {
@@ -35,11 +36,17 @@ typedef struct gw_server_cfg {
     int        per_session; /* stdio: one child per client session (perSession) */
     long       max_children;/* stdio with perSession: at most this many children (maxChildren) */
     long       max_concurrency; /* maxConcurrency: client calls in flight at once in this process;
-                                 * 0 = --max-upstream-concurrency */
-    size_t     inflight;    /* client calls in flight now (atomic; relay.c): the one field that
-                             * changes after the config is loaded */
+                                 * 0 = --max-upstream-concurrency (atomic: a reload changes it in place) */
+    size_t     inflight;    /* client calls in flight now (atomic; relay.c) */
     struct gw_upcred_cfg *cred; /* upstream credentials beyond `credential` (below); NULL = none */
+    /* once in use, an entry is a server slot (src/reload.c): immutable but for prefix (read on
+     * the control loop only, so a reload changes it in place), max_concurrency, inflight and: */
+    int         removed;    /* a reload removed or replaced it: the slot is dead (atomic, set once) */
+    const char *written_url;/* legacy SSE behind the bridge: the url as written (url is the bridge's) */
 } gw_server_cfg;
+
+/* A server slot still in use (not removed by a reload). */
+static inline int gw_server_live(const gw_server_cfg *s) { return !__atomic_load_n(&s->removed, __ATOMIC_RELAXED); }
 
 /* ==== upstream credentials (src/upcred.c, docs/external-servers.md) ==========================
  * What a server's entry says about the credentials the gateway presents to it, beyond the
@@ -191,7 +198,23 @@ typedef struct gw_config {
     char           *gateway_ca_pem;
     gw_auth_cfg     auth;
     gw_authz_cfg    authz;     /* authorization: (config.c's authorization section) */
+
+    /* --- once the config is in use (src/reload.c; config.c neither sets nor frees these) ---
+     * servers is then the process's slot table, shared by every config in use: an index is a
+     * server for the process's life (a reload never reuses one); n_servers counts the slots
+     * used when this config was published, live or removed; order lists this config's own
+     * servers, in file order. */
+    size_t               servers_cap;  /* capacity of the slot table; 0 = not in use */
+    size_t              *order;        /* n_order slots, file order; NULL = 0..n_servers-1 */
+    size_t               n_order;
+    uint64_t             generation;   /* 1 at start, +1 per applied reload */
+    struct authz_policy *policy;       /* the authorization block compiled against the slots */
+    struct prm_set      *prm;          /* the virtual servers' protected resource metadata */
 } gw_config;
+
+/* The config's i-th server in file order (i < gw_config_n_live): a slot index. */
+static inline size_t gw_config_live(const gw_config *c, size_t i) { return c->order ? c->order[i] : i; }
+static inline size_t gw_config_n_live(const gw_config *c) { return c->order ? c->n_order : c->n_servers; }
 
 /* Parses argv and the environment (flags win over env, env over the file's options, then
  * defaults), then loads the YAML file named by --mcp-gateway-config if any.
@@ -220,4 +243,8 @@ void config_defaults(gw_config *cfg);   /* every option at its default; no serve
                                           * overwritten whole: give it a fresh (e.g. calloc'd) one */
 void config_free(gw_config *cfg);       /* frees everything cfg owns and cfg itself; NULL is fine */
 void config_usage(FILE *out);           /* --help text, generated from the table */
+/* For reload (src/reload.c): frees n server entries and the array; replaces dst (freed first)
+ * with a deep copy of src. */
+void config_servers_free(gw_server_cfg *s, size_t n);
+void config_auth_copy(gw_auth_cfg *dst, const gw_auth_cfg *src);
 #endif

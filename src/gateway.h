@@ -21,6 +21,10 @@ typedef struct mcp_stream mcp_stream;
 struct worker {
     gateway     *gw;
     int          idx;
+    const gw_config *cfg;       /* the config this loop uses: gw->cfg as of its latest wake (a
+                                 * reload's new config is taken between two callbacks, so that
+                                 * indexes into it — virtual servers — stay consistent) */
+    uint64_t     cfg_gen;       /* cfg->generation (atomic: read by reload.c) */
     uv_loop_t    loop;
     uv_async_t   wake;          /* list_changed fan-out, stop */
     uv_timer_t   keepalive;     /* SSE comments on idle GET streams */
@@ -28,7 +32,7 @@ struct worker {
     http_server *http;
     upclient    *up;
     struct auth_cache *auth;    /* verified tokens of this loop */
-    uint64_t    *calls;         /* tools/call routed, per server (relaxed atomics, read by /metrics) */
+    uint64_t    *calls;         /* tools/call routed, per server slot (relaxed atomics, read by /metrics) */
     mcp_stream  *streams;       /* open GET streams of this loop */
     size_t       n_streams;
     uint64_t     next_up_id;    /* ids of requests this loop sends upstream */
@@ -41,7 +45,7 @@ struct worker {
 };
 
 struct gateway {
-    gw_config       *cfg;
+    gw_config *_Atomic cfg;     /* the current config; a reload replaces it (src/reload.c) */
     session_keyring *keys;
     session_table   *sessions;
     jr_limits        jlim;

@@ -5,6 +5,7 @@
 #include "catalog.h"
 #include "metrics.h"
 #include "prm.h"
+#include "reload.h"
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
@@ -56,6 +57,7 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     log_info(NULL, "signal %d: draining (no new connections; calls in flight finish)", signum);
     __atomic_store_n(&gw.draining, 1, __ATOMIC_RELAXED);
+    reload_stop();
     upmgr_stop(gw.mgr);
     gw.mgr = NULL;
     bridge_stop(bridges);   /* stops the stdio children */
@@ -109,6 +111,7 @@ int main(int argc, char **argv)
         print_check(cfg);
         return 0;
     }
+    if (reload_init(&gw, argc, argv, err, sizeof err)) goto fail;   /* first: the servers become slots */
     if (session_keyring_is_random(gw.keys))
         log_warn(NULL, "GATEWAY_SIGNING_KEY is not set: using a random key; sessions will not survive a restart "
                        "nor work on another replica");
@@ -126,7 +129,7 @@ int main(int argc, char **argv)
     gw.jlim.max_depth = (size_t)cfg->max_json_depth;
     gw.jlim.max_id_len = (size_t)cfg->max_id_len;
     gw.jlim.max_method_len = (size_t)cfg->max_method_len;
-    gw.sessions = session_table_new((size_t)cfg->max_sessions, cfg->n_servers, (uint64_t)cfg->session_idle_s);
+    gw.sessions = session_table_new((size_t)cfg->max_sessions, cfg->servers_cap, (uint64_t)cfg->session_idle_s);
     if (!gw.sessions) { snprintf(err, sizeof err, "out of memory"); goto fail; }
     session_table_set_subject_cap(gw.sessions, (size_t)cfg->max_sessions_per_subject);
     session_table_set_event_caps(gw.sessions, (size_t)cfg->max_session_events, (size_t)cfg->max_session_event_bytes);
@@ -172,6 +175,7 @@ int main(int argc, char **argv)
     uv_signal_init(loop, &sig_term);
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
+    reload_start(&gw, loop, &bridges);
     log_info(NULL, "mcp-gateway %s listening on http://%s/mcp with %d worker(s), %zu upstream server(s)", GW_VERSION,
              cfg->listen_addr, gw.n_workers, cfg->n_servers);
     uv_run(loop, UV_RUN_DEFAULT);
@@ -187,7 +191,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < gw.n_origins; i++) free(gw.origins[i]);
     free(gw.origins);
     free(gw.workers);
-    config_free(cfg);
+    reload_free(&gw);   /* every config, the boot one (cfg) included */
     log_info(NULL, "stopped");
     return 0;
 fail:

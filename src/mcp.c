@@ -252,7 +252,7 @@ static void reply_denied(worker *w, http_req *req, jr_msg *m, const authz_req *a
     extra[0] = '\0';
     if (r->scope)
         buf_printf(&b, "WWW-Authenticate: Bearer error=\"insufficient_scope\", scope=\"%s\", resource_metadata=\"%s\"\r\n",
-                   r->scope, prm_url_vs(az->vs));
+                   r->scope, prm_url_vs(w->cfg, az->vs));
     char cors[768];
     mcp_extra_headers(w, req, cors, sizeof cors, NULL);
     buf_appends(&b, cors);
@@ -446,7 +446,8 @@ static void do_post(worker *w, http_req *req, const auth_identity *id, int vs)
     if (m.kind == JR_NOTIFICATION) {
         if (!strcmp(m.method, "notifications/cancelled")) relay_client_cancel(w, sid, msg);
         else if (!strcmp(m.method, "notifications/roots/list_changed"))
-            for (size_t i = 0; i < gw->cfg->n_servers; i++) relay_send_upstream(w, sid, i, msg);
+            for (size_t i = 0; i < gw->cfg->n_servers; i++)
+                if (gw_server_live(&gw->cfg->servers[i])) relay_send_upstream(w, sid, i, msg);
         mcp_reply(w, req, 202, NULL, NULL, 0, NULL);
         json_decref(msg);
         return;
@@ -520,7 +521,7 @@ void mcp_handle(worker *w, http_req *req, const auth_identity *id, int vs)
     }
     const char *vh = req->method != HTTP_OPTIONS ? http_req_header(req, "x-mcp-virtualserver") : NULL;
     if (vh) {   /* Kuadrant's header form; an unknown name is 400 (404 would end the client's session) */
-        int hv = authz_vs_find(gw->cfg, vh, strlen(vh));
+        int hv = authz_vs_find(w->cfg, vh, strlen(vh));
         if (hv < 0 || (vs >= 0 && hv != vs)) {
             char m[300];
             snprintf(m, sizeof m, "Bad Request: %s virtual server '%.200s' (X-Mcp-Virtualserver)",

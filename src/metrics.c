@@ -2,6 +2,7 @@
 #include "auth.h"
 #include "catalog.h"
 #include "log.h"
+#include "reload.h"
 #include "server.h"
 #include <llhttp.h>
 #include <stdlib.h>
@@ -65,24 +66,53 @@ char *metrics_render(gateway *gw, size_t *len)
         label(&b, c->servers[s].name);
         buf_printf(&b, "\"} %zu\n", c->servers[s].n_tools);
     }
+    /* per server of the config, in file order; a server a reload replaced has had other slots:
+     * they count under its name too (a counter never goes back) */
+    const gw_config *cfg = gw->cfg;
+    size_t n_live = gw_config_n_live(cfg);
     head(&b, "mcp_gateway_tool_calls_total", "counter", "tools/call requests routed to the upstream server.");
-    for (size_t s = 0; s < gw->cfg->n_servers; s++) {
+    for (size_t l = 0; l < n_live; l++) {
+        const char *name = cfg->servers[gw_config_live(cfg, l)].name;
         uint64_t n = 0;
-        for (int i = 0; i < gw->n_workers; i++)
-            if (gw->workers[i].calls) n += __atomic_load_n(&gw->workers[i].calls[s], __ATOMIC_RELAXED);
+        for (size_t s = 0; s < cfg->n_servers; s++) {
+            if (strcmp(cfg->servers[s].name, name)) continue;
+            for (int i = 0; i < gw->n_workers; i++)
+                if (gw->workers[i].calls) n += __atomic_load_n(&gw->workers[i].calls[s], __ATOMIC_RELAXED);
+        }
         buf_appends(&b, "mcp_gateway_tool_calls_total{server=\"");
-        label(&b, gw->cfg->servers[s].name);
+        label(&b, name);
         buf_printf(&b, "\"} %llu\n", (unsigned long long)n);
     }
     head(&b, "mcp_gateway_upstream_inflight", "gauge", "Client calls in flight to the upstream server (capped by maxConcurrency).");
-    for (size_t s = 0; s < gw->cfg->n_servers; s++) {
+    for (size_t l = 0; l < n_live; l++) {
+        const char *name = cfg->servers[gw_config_live(cfg, l)].name;
+        size_t n = 0;
+        for (size_t s = 0; s < cfg->n_servers; s++)
+            if (!strcmp(cfg->servers[s].name, name)) n += __atomic_load_n(&cfg->servers[s].inflight, __ATOMIC_RELAXED);
         buf_appends(&b, "mcp_gateway_upstream_inflight{server=\"");
-        label(&b, gw->cfg->servers[s].name);
-        buf_printf(&b, "\"} %zu\n", __atomic_load_n(&gw->cfg->servers[s].inflight, __ATOMIC_RELAXED));
+        label(&b, name);
+        buf_printf(&b, "\"} %zu\n", n);
     }
     head(&b, "mcp_gateway_tool_conflicts", "gauge", "Federated names dropped because an earlier server has them.");
     buf_printf(&b, "mcp_gateway_tool_conflicts %zu\n", c ? c->n_conflicts : 0);
     catalog_unref(c);
+
+    reload_stats rs;
+    reload_get_stats(&rs);
+    head(&b, "mcp_gateway_config_reloads_total", "counter", "Configuration reloads (SIGHUP, file change), by result.");
+    buf_printf(&b, "mcp_gateway_config_reloads_total{result=\"applied\"} %llu\n", (unsigned long long)rs.applied);
+    buf_printf(&b, "mcp_gateway_config_reloads_total{result=\"failed\"} %llu\n", (unsigned long long)rs.failed);
+    head(&b, "mcp_gateway_config_last_reload_successful", "gauge", "0 when the last reload failed (the running config was kept).");
+    buf_printf(&b, "mcp_gateway_config_last_reload_successful %d\n", rs.last_ok);
+    head(&b, "mcp_gateway_config_last_reload_success_timestamp_seconds", "gauge",
+         "When the running config was loaded (unix seconds).");
+    buf_printf(&b, "mcp_gateway_config_last_reload_success_timestamp_seconds %llu\n", (unsigned long long)rs.loaded_at);
+    head(&b, "mcp_gateway_config_generation", "gauge", "The running config: 1 at start, +1 per applied reload.");
+    buf_printf(&b, "mcp_gateway_config_generation %llu\n", (unsigned long long)cfg->generation);
+    head(&b, "mcp_gateway_server_slots", "gauge",
+         "Upstream server slots: used (each added or changed server takes one for the process's life) and capacity.");
+    buf_printf(&b, "mcp_gateway_server_slots{state=\"used\"} %zu\n", cfg->n_servers);
+    buf_printf(&b, "mcp_gateway_server_slots{state=\"capacity\"} %zu\n", cfg->servers_cap);
 
     static const char *const results[] = {"verified", "cached", "unauthorized", "forbidden"};
     head(&b, "mcp_gateway_auth_total", "counter", "Authentication outcomes (verified: a token checked in full).");

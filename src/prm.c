@@ -15,8 +15,12 @@ typedef struct prm_res {
 } prm_res;
 
 static prm_res  main_res;
-static prm_res *vs_res;    /* per virtual server */
-static size_t   n_vs;
+
+/* Per virtual server of one config (kept with it: cfg->prm). */
+struct prm_set {
+    prm_res *res;
+    size_t   n;
+};
 
 static const char cors[] =
     "Access-Control-Allow-Origin: *\r\n"
@@ -69,24 +73,33 @@ static void res_build(prm_res *r, const gw_auth_cfg *a, const char *res)
     r->path = strdup(r->url + origin_len);
 }
 
-int prm_init(const gw_config *cfg)
+int prm_init(gw_config *cfg)
+{
+    const gw_auth_cfg *a = &cfg->auth;
+    res_build(&main_res, a, a->resource ? a->resource : "/mcp");
+    cfg->prm = prm_set_new(cfg);
+    return 0;
+}
+
+struct prm_set *prm_set_new(const gw_config *cfg)
 {
     const gw_auth_cfg *a = &cfg->auth;
     const char *res = a->resource ? a->resource : "/mcp";
-    res_build(&main_res, a, res);
     /* a virtual server's path form: the resource with /mcp replaced by /v/<name>/mcp */
     size_t rl = strlen(res), base = rl >= 4 && !strcmp(res + rl - 4, "/mcp") ? rl - 4 : rl;
-    n_vs = cfg->n_vservers;
-    vs_res = calloc(n_vs ? n_vs : 1, sizeof *vs_res);
-    for (size_t i = 0; vs_res && i < n_vs; i++) {
+    struct prm_set *set = calloc(1, sizeof *set);
+    if (!set) return NULL;
+    set->res = calloc(cfg->n_vservers ? cfg->n_vservers : 1, sizeof *set->res);
+    if (!set->res) { free(set); return NULL; }
+    for (size_t i = 0; i < cfg->n_vservers; i++, set->n++) {
         buf b;
         buf_init(&b, 1 << 16);
         buf_printf(&b, "%.*s/v/%s/mcp", (int)base, res, cfg->vservers[i].name);
         char *vr = buf_take(&b, NULL);
-        res_build(&vs_res[i], a, vr);
+        res_build(&set->res[i], a, vr);
         free(vr);
     }
-    return 0;
+    return set;
 }
 
 static void res_free(prm_res *r)
@@ -97,28 +110,37 @@ static void res_free(prm_res *r)
     free(r->path); r->path = NULL;
 }
 
-void prm_free(void)
+void prm_set_free(struct prm_set *set)
 {
-    res_free(&main_res);
-    for (size_t i = 0; i < n_vs; i++) res_free(&vs_res[i]);
-    free(vs_res); vs_res = NULL;
-    n_vs = 0;
+    if (!set) return;
+    for (size_t i = 0; i < set->n; i++) res_free(&set->res[i]);
+    free(set->res);
+    free(set);
 }
 
+void prm_free(void) { res_free(&main_res); }
+
 const char *prm_url(void) { return main_res.url; }
-const char *prm_url_vs(int vs) { return vs >= 0 && (size_t)vs < n_vs ? vs_res[vs].url : main_res.url; }
-const char *prm_resource_vs(int vs) { return vs >= 0 && (size_t)vs < n_vs ? vs_res[vs].resource : main_res.resource; }
+
+static const prm_res *vs_res(const gw_config *cfg, int vs)
+{
+    const struct prm_set *set = cfg ? cfg->prm : NULL;
+    return set && vs >= 0 && (size_t)vs < set->n ? &set->res[vs] : &main_res;
+}
+
+const char *prm_url_vs(const gw_config *cfg, int vs) { return vs_res(cfg, vs)->url; }
+const char *prm_resource_vs(const gw_config *cfg, int vs) { return vs_res(cfg, vs)->resource; }
 
 void prm_handle(worker *w, http_req *req)
 {
-    (void)w;
     if (req->method == HTTP_OPTIONS) {
         http_respond(req, 200, cors, NULL, NULL, 0);
         return;
     }
     const prm_res *r = &main_res;   /* every path under the well-known one, as Kuadrant … */
-    for (size_t i = 0; i < n_vs; i++)   /* … but a virtual server's path form has its own */
-        if (!strcmp(req->path, vs_res[i].path)) r = &vs_res[i];
+    const struct prm_set *set = w->cfg->prm;
+    for (size_t i = 0; set && i < set->n; i++)   /* … but a virtual server's path form has its own */
+        if (!strcmp(req->path, set->res[i].path)) r = &set->res[i];
     http_respond(req, 200, cors, "application/json", req->method == HTTP_HEAD ? NULL : r->doc,
                  req->method == HTTP_HEAD ? 0 : r->doc_len);
 }

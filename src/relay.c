@@ -644,7 +644,8 @@ static void relay_step(relay *r)
 void relay_start(worker *w, http_req *req, const char *gw_sid, const session_claims *cl, size_t server, json_t *msg)
 {
     gw_server_cfg *srv = &w->gw->cfg->servers[server];
-    long cap = srv->max_concurrency ? srv->max_concurrency : w->gw->cfg->max_upstream_concurrency;
+    long cap = __atomic_load_n(&srv->max_concurrency, __ATOMIC_RELAXED);   /* a reload may change it */
+    if (!cap) cap = w->gw->cfg->max_upstream_concurrency;
     if (__atomic_add_fetch(&srv->inflight, 1, __ATOMIC_RELAXED) > (size_t)cap && cap) {
         __atomic_sub_fetch(&srv->inflight, 1, __ATOMIC_RELAXED);
         char m[400];

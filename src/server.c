@@ -106,18 +106,16 @@ static void route(http_req *req, void *ctx)
 {
     worker *w = ctx;
     const char *p = req->path;
-    if (!strncmp(p, "/.well-known/oauth-protected-resource", 37) && (p[37] == '\0' || p[37] == '/')) {
-        prm_handle(w, req);   /* never behind auth */
-        return;
-    }
     /* /mcp, or a virtual server's own endpoint /v/<name>/mcp (the name taken literally, slashes and all) */
-    int vs = authz_vs_path(w->gw->cfg, p);   /* -2: not that form; -1: no such virtual server */
+    int vs = authz_vs_path(w->cfg, p);   /* -2: not that form; -1: no such virtual server */
     int is_mcp = !strcmp(p, "/mcp") || vs >= 0;
     const auth_identity *id = NULL;
-    if (auth_enabled() && !auth_exempt(w->gw, p) && !(req->method == HTTP_OPTIONS && is_mcp) &&
-        !(id = auth_check(w, req, vs >= 0 ? vs : -1)))
-        return;   /* answered 401/403 */
-    if (is_mcp) mcp_handle(w, req, id, vs >= 0 ? vs : -1);
+    if (!strncmp(p, "/.well-known/oauth-protected-resource", 37) && (p[37] == '\0' || p[37] == '/'))
+        prm_handle(w, req);   /* never behind auth */
+    else if (auth_enabled() && !auth_exempt(w->gw, p) && !(req->method == HTTP_OPTIONS && is_mcp) &&
+             !(id = auth_check(w, req, vs >= 0 ? vs : -1)))
+        ;   /* answered 401/403 */
+    else if (is_mcp) mcp_handle(w, req, id, vs >= 0 ? vs : -1);
     else if (!strcmp(p, "/healthz") || !strcmp(p, "/readyz") || !strcmp(p, "/status") || !strncmp(p, "/status/", 8)) {
         if (req->method != HTTP_GET && req->method != HTTP_HEAD)
             http_respond(req, 405, "Allow: GET\r\n", "application/json", "{\"error\":\"Method Not Allowed\"}", 30);
@@ -164,6 +162,12 @@ static void on_wake(uv_async_t *a)
         http_server_close(w->http, on_http_closed, w);
         return;
     }
+    const gw_config *cfg = w->gw->cfg;
+    if (cfg != w->cfg) {   /* a reload: this loop takes the new config now, between callbacks */
+        w->cfg = cfg;
+        streams_reload(w);
+        __atomic_store_n(&w->cfg_gen, cfg->generation, __ATOMIC_RELEASE);
+    }
     streams_on_wake(w);
     for (int k = 0; k < 4; k++) {
         uint64_t v = __atomic_load_n(&w->gw->list_version[k], __ATOMIC_ACQUIRE);
@@ -190,7 +194,10 @@ int server_start_worker(worker *w, const http_limits *lim)
     w->http = http_server_new(&w->loop, lim, route, w);
     w->up = upclient_new(&w->loop);
     w->auth = auth_cache_new(16384);
-    w->calls = calloc(w->gw->cfg->n_servers ? w->gw->cfg->n_servers : 1, sizeof *w->calls);
+    w->cfg = w->gw->cfg;
+    w->cfg_gen = w->cfg->generation;
+    size_t slots = w->cfg->servers_cap > w->cfg->n_servers ? w->cfg->servers_cap : w->cfg->n_servers;
+    w->calls = calloc(slots ? slots : 1, sizeof *w->calls);   /* every slot a reload may add */
     if (!w->http || !w->up || !w->auth) return -1;
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;

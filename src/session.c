@@ -35,7 +35,10 @@ typedef struct sess {
     uint64_t     get_token;
     int          subj_counted;        /* counted for subject in the table's per-subject map */
     uint8_t      subject[SESSION_SUBJECT_LEN];
-    char       **up;        /* n_servers upstream session ids (NULL = none yet) */
+    char       **up;        /* upstream session ids per server slot, n_up of them (grown on use) */
+    size_t       n_up;
+    uint32_t     shared_epoch;        /* shared store (redis.h): the epoch it was last loaded in, 0 = never */
+    uint64_t     shared_t;            /* when its shared last use was last written */
     char         id[];
 } sess;
 
@@ -62,6 +65,7 @@ struct session_table {
     size_t   max;
     size_t   n_servers;
     uint64_t idle_s;
+    int      shared;       /* a shared store holds the sessions: idle entries are forgotten, not revoked */
     size_t   count;        /* atomic */
 };
 
@@ -165,8 +169,7 @@ static void sess_free(session_table *t, sess *s)
     subj_release(t, s);
     pend_free_all(s);
     ev_free_all(s);
-    if (s->up)
-        for (size_t i = 0; i < t->n_servers; i++) free(s->up[i]);
+    for (size_t i = 0; i < s->n_up; i++) free(s->up[i]);
     free(s->up);
     free(s);
 }
@@ -240,7 +243,6 @@ int session_touch(session_table *t, const char *id, uint64_t expires, uint64_t n
             memcpy(s->id, id, l + 1);
             s->expires = expires;
             s->last_used = now;
-            s->up = calloc(t->n_servers ? t->n_servers : 1, sizeof *s->up);
             s->get_worker = -1;
             s->next = *head;
             *head = s;
@@ -277,7 +279,7 @@ int session_get_upstream(session_table *t, const char *id, size_t server, char *
     shard *sh;
     sess *s = find(slot(t, id, &sh), id);
     int rc = -1;
-    if (s && !s->revoked && server < t->n_servers && s->up[server] && strlen(s->up[server]) < cap) {
+    if (s && !s->revoked && server < s->n_up && s->up[server] && strlen(s->up[server]) < cap) {
         strcpy(out, s->up[server]);
         rc = 0;
     }
@@ -289,7 +291,15 @@ void session_set_upstream(session_table *t, const char *id, size_t server, const
 {
     shard *sh;
     sess *s = find(slot(t, id, &sh), id);
-    if (s && !s->revoked && server < t->n_servers) {
+    if (s && !s->revoked && server < t->n_servers && server >= s->n_up && up_sid) {   /* room for the slot */
+        char **up = realloc(s->up, (server + 1) * sizeof *up);
+        if (up) {
+            memset(up + s->n_up, 0, (server + 1 - s->n_up) * sizeof *up);
+            s->up = up;
+            s->n_up = server + 1;
+        }
+    }
+    if (s && !s->revoked && server < s->n_up) {
         free(s->up[server]);
         s->up[server] = up_sid ? strdup(up_sid) : NULL;
     }
@@ -308,14 +318,15 @@ char **session_revoke(session_table *t, const char *id, uint64_t now)
         if (s) {
             memcpy(s->id, id, l + 1);
             s->expires = now + 86400 * 365;   /* bounded by the id's own expiry when known */
-            s->up = calloc(t->n_servers ? t->n_servers : 1, sizeof *s->up);
             s->next = *head;
             *head = s;
             __atomic_add_fetch(&t->count, 1, __ATOMIC_RELAXED);
         }
-    } else {
-        up = s->up;
-        s->up = calloc(t->n_servers ? t->n_servers : 1, sizeof *s->up);
+    } else if ((up = calloc(t->n_servers ? t->n_servers : 1, sizeof *up))) {   /* n_servers long, as promised */
+        if (s->n_up) memcpy(up, s->up, s->n_up * sizeof *up);
+        free(s->up);
+        s->up = NULL;
+        s->n_up = 0;
     }
     if (s) {
         s->revoked = 1;
@@ -345,12 +356,19 @@ size_t session_reap(session_table *t, uint64_t now)
                     dropped++;
                     continue;
                 }
+                if (!s->revoked && t->idle_s && s->last_used + t->idle_s <= now && t->shared) {
+                    *pp = s->next;   /* idle here only: another replica may serve it (redis.h decides) */
+                    sess_free(t, s);
+                    __atomic_sub_fetch(&t->count, 1, __ATOMIC_RELAXED);
+                    dropped++;
+                    continue;
+                }
                 if (!s->revoked && t->idle_s && s->last_used + t->idle_s <= now) {
                     s->revoked = 1;   /* idle: the id is dead here, the tombstone lives to expiry */
                     subj_release(t, s);
                     pend_free_all(s);
                     ev_free_all(s);
-                    for (size_t k = 0; k < t->n_servers; k++) { free(s->up[k]); s->up[k] = NULL; }
+                    for (size_t k = 0; k < s->n_up; k++) { free(s->up[k]); s->up[k] = NULL; }
                     dropped++;
                 }
                 pp = &s->next;
@@ -509,3 +527,46 @@ int session_get_get(session_table *t, const char *id, int *worker, uint64_t *tok
 }
 
 size_t session_count(session_table *t) { return __atomic_load_n(&t->count, __ATOMIC_RELAXED); }
+
+/* ---- the shared store (redis.h) ------------------------------------------------------------------ */
+
+void session_table_set_shared(session_table *t, int shared) { t->shared = shared; }
+
+void session_shared_state(session_table *t, const char *id, uint32_t epoch, uint64_t now, uint64_t every,
+                          int *load, int *touch)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    *load = *touch = 0;
+    if (s && !s->revoked) {
+        *load = s->shared_epoch != epoch || !epoch;
+        if (every && s->shared_t + every <= now) { s->shared_t = now; *touch = 1; }
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+void session_shared_loaded(session_table *t, const char *id, uint32_t epoch)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    if (s) s->shared_epoch = epoch;
+    pthread_mutex_unlock(&sh->lock);
+}
+
+int session_exists(session_table *t, const char *id)
+{
+    shard *sh;
+    int found = find(slot(t, id, &sh), id) != NULL;
+    pthread_mutex_unlock(&sh->lock);
+    return found;
+}
+
+int session_has_stream(session_table *t, const char *id, const char *stream)
+{
+    shard *sh;
+    sess *s = find(slot(t, id, &sh), id);
+    int found = 0;
+    for (sev *e = s && !s->revoked ? s->ev_head : NULL; e && !found; e = e->next) found = !strcmp(e->stream, stream);
+    pthread_mutex_unlock(&sh->lock);
+    return found;
+}

@@ -12,6 +12,8 @@
 
 typedef struct session_table session_table;
 
+/* n_servers: the server slots there may ever be (config.h: servers_cap); an entry has room for
+ * the ones it uses only. */
 session_table *session_table_new(size_t max_sessions, size_t n_servers, uint64_t idle_s);
 void session_table_free(session_table *t);
 
@@ -67,6 +69,16 @@ size_t session_event_replay(session_table *t, const char *id, const char *stream
 void   session_set_get(session_table *t, const char *id, int worker, uint64_t token);
 void   session_clear_get(session_table *t, const char *id, uint64_t token);   /* only if still that one */
 int    session_get_get(session_table *t, const char *id, int *worker, uint64_t *token);  /* 0 when one */
+/* The shared store (redis.h). With shared set, the reaper forgets an idle entry (frees it, no tombstone):
+ * the session may be in use on another replica, and the store decides when it is loaded again. */
+void session_table_set_shared(session_table *t, int shared);
+/* load: the entry was not loaded in this epoch (epoch 0: always); touch: its shared last use was not
+ * written for `every` seconds (0: never due) — it then counts as written at now. Both 0 when revoked. */
+void session_shared_state(session_table *t, const char *id, uint32_t epoch, uint64_t now, uint64_t every,
+                          int *load, int *touch);
+void session_shared_loaded(session_table *t, const char *id, uint32_t epoch);
+int  session_exists(session_table *t, const char *id);                        /* an entry, tombstones too */
+int  session_has_stream(session_table *t, const char *id, const char *stream); /* events of stream kept here */
 int  session_pending_put(session_table *t, const char *id, const char *key, size_t server, const char *val);
 /* Copies the value (and server) of key; removes the entry when take is set. 0 when found. */
 int  session_pending_get(session_table *t, const char *id, const char *key, size_t *server, char *val, size_t cap,

@@ -19,7 +19,8 @@ struct mcp_stream {
     char        sid[SESSION_ID_MAX];
     char        id[24];          /* stream id of the events written here */
     uint64_t    seq;
-    upget     **up;              /* per server: the upstream GET relayed here, or NULL */
+    upget     **up;              /* per server slot: the upstream GET relayed here, or NULL */
+    size_t      n_up;            /* slots up has room for (a reload may add more) */
     upcred_who  who;             /* the caller, for per-caller upstream credentials */
 };
 
@@ -181,7 +182,15 @@ static void open_upstream(mcp_stream *s, size_t server)
 {
     worker *w = s->w;
     gateway *gw = w->gw;
-    if (server >= gw->cfg->n_servers || (s->up[server] && (s->up[server]->call || s->up[server]->op))) return;
+    if (server >= gw->cfg->n_servers || !gw_server_live(&gw->cfg->servers[server])) return;
+    if (server >= s->n_up) {   /* a slot added by a reload */
+        upget **up = realloc(s->up, (server + 1) * sizeof *up);
+        if (!up) return;
+        memset(up + s->n_up, 0, (server + 1 - s->n_up) * sizeof *up);
+        s->up = up;
+        s->n_up = server + 1;
+    }
+    if (s->up[server] && (s->up[server]->call || s->up[server]->op)) return;
     char stored[192];
     if (session_get_upstream(gw->sessions, s->sid, server, stored, sizeof stored) != 0) return;
     char *sp = strchr(stored, ' ');
@@ -223,7 +232,7 @@ static void stream_unlink(mcp_stream *s)
 
 static void stream_free(mcp_stream *s)
 {
-    for (size_t i = 0; s->up && i < s->w->gw->cfg->n_servers; i++)
+    for (size_t i = 0; s->up && i < s->n_up; i++)
         if (s->up[i]) upget_free(s->up[i]);
     free(s->up);
     free(s);
@@ -252,9 +261,15 @@ static int parse_event_id(const char *v, char stream[24], uint64_t *seq)
 
 void streams_open(worker *w, http_req *req, const char *sid, const session_claims *cl)
 {
+    streams_open_replayed(w, req, sid, cl, NULL, 0);
+}
+
+void streams_open_replayed(worker *w, http_req *req, const char *sid, const session_claims *cl, const char *frames,
+                           size_t frames_len)
+{
     gateway *gw = w->gw;
     mcp_stream *s = calloc(1, sizeof *s);
-    if (s) s->up = calloc(gw->cfg->n_servers ? gw->cfg->n_servers : 1, sizeof *s->up);
+    if (s) s->up = calloc((s->n_up = gw->cfg->n_servers) ? s->n_up : 1, sizeof *s->up);
     if (!s || !s->up) {
         if (s) free(s);
         mcp_reply_error(w, req, 500, NULL, JR_INTERNAL_ERROR, "out of memory");
@@ -289,6 +304,10 @@ void streams_open(worker *w, http_req *req, const char *sid, const session_claim
     char stream[24];
     uint64_t seq = 0;
     int resume = last && parse_event_id(last, stream, &seq) == 0;
+    if (frames) {   /* read from Redis; the stream is registered for what comes next */
+        buf_append(&b, frames, frames_len);
+        resume = 0;
+    }
     size_t n = session_event_replay(gw->sessions, sid, resume ? stream : NULL, seq, &b, w->idx, s->token);
     if (resume) log_debug("session", "resuming stream %s after %llu: %zu event(s) replayed", stream, (unsigned long long)seq, n);
     http_stream_write(req, b.data, b.len);
@@ -328,6 +347,11 @@ void streams_open_upstream(gateway *gw, int wi, uint64_t token, size_t server)
     post(gw, wi, token, (long)server, NULL, 0);
 }
 
+void streams_close_session_all(gateway *gw, const char *sid)
+{
+    for (int i = 0; i < gw->n_workers; i++) post(gw, i, 0, -2, sid, strlen(sid) + 1);
+}
+
 void streams_on_wake(worker *w)
 {
     pthread_mutex_lock(&w->inbox_lock);
@@ -336,8 +360,9 @@ void streams_on_wake(worker *w)
     pthread_mutex_unlock(&w->inbox_lock);
     while (m) {
         inbox_msg *n = m->next;
-        mcp_stream *s = find_token(w, m->token);
-        if (s && m->server >= 0) open_upstream(s, (size_t)m->server);
+        mcp_stream *s = m->server == -2 ? NULL : find_token(w, m->token);
+        if (m->server == -2) streams_close_session(w, m->data);   /* ended on another replica */
+        else if (s && m->server >= 0) open_upstream(s, (size_t)m->server);
         else if (s) http_stream_write(s->req, m->data, m->len);
         free(m);
         m = n;
@@ -387,4 +412,16 @@ void streams_close_all(worker *w)
         http_stream_write(w->streams->req, "retry: 1000\n\n", 13);
         stream_end(w->streams);
     }
+}
+
+/* A reload took effect on this loop: upstream GET relays of removed servers end (the clients'
+ * streams stay open). */
+void streams_reload(worker *w)
+{
+    for (mcp_stream *s = w->streams; s; s = s->next)
+        for (size_t i = 0; i < s->n_up; i++)
+            if (s->up[i] && !gw_server_live(&w->cfg->servers[i])) {
+                upget_free(s->up[i]);
+                s->up[i] = NULL;
+            }
 }

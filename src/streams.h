@@ -15,11 +15,17 @@
 
 /* GET /mcp, after the transport and session checks: takes over req. */
 void streams_open(worker *w, http_req *req, const char *sid, const session_claims *cl);
+/* The same, with the SSE frames (may be NULL) of another replica's stream, read from Redis (redis.h), replayed
+ * instead of this process's own. */
+void streams_open_replayed(worker *w, http_req *req, const char *sid, const session_claims *cl, const char *frames,
+                           size_t frames_len);
 
 /* From any thread: a complete SSE frame for the stream with this token on worker wi. */
 void streams_deliver(gateway *gw, int wi, uint64_t token, const char *frame, size_t len);
 /* From any thread: the session of that stream now has an upstream session with server. */
 void streams_open_upstream(gateway *gw, int wi, uint64_t token, size_t server);
+/* From any thread: every loop ends its GET streams of sid (revoked on another replica). */
+void streams_close_session_all(gateway *gw, const char *sid);
 /* The inbox, on the worker's loop (called from its uv_async). */
 void streams_on_wake(worker *w);
 
@@ -27,6 +33,8 @@ void streams_broadcast(worker *w, const char *json, size_t len);   /* one messag
 void streams_keepalive(worker *w);
 void streams_close_session(worker *w, const char *sid);
 void streams_close_all(worker *w);
+/* The loop took a reloaded config (w->cfg): relays of removed servers' GET streams end. */
+void streams_reload(worker *w);
 void streams_init(worker *w);
 void streams_free(worker *w);   /* the inbox, after the loop has stopped */
 

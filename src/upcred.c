@@ -83,8 +83,7 @@ typedef struct srv_rt {
     const gw_server_cfg *cfg;
     int      bridged;          /* stdio / legacy SSE: the bridge holds the connection */
     char    *static_auth;      /* credential / credentialEnv / credentialFile (current) */
-    char    *ca;               /* gatewayCACertPEM + caCert, or NULL */
-    int      ca_owned;
+    char    *ca;               /* gatewayCACertPEM + caCert (owned: the config that had it may go), or NULL */
     char    *secret[2];        /* current client secrets: [0] tokenExchange, [1] clientCredentials */
 } srv_rt;
 
@@ -92,8 +91,9 @@ static struct {
     pthread_mutex_t lock;      /* everything below */
     int             ready;     /* atomic: set once init is done */
     const gw_config *cfg;
-    srv_rt         *srv;
-    size_t          n_srv;
+    srv_rt         *srv;       /* per server slot: capacity srv_cap, never moved */
+    size_t          n_srv;     /* slots set up (atomic: a reload adds some) */
+    size_t          srv_cap;
     tok           **b;
     size_t          count;
     size_t          adds;
@@ -112,42 +112,49 @@ static char *dupstr(const char *s) { return s ? strdup(s) : NULL; }
 
 /* ---- init ---------------------------------------------------------------------------------- */
 
+/* Slot i of cfg (config.h) is set up; U.lock held. */
+static void srv_setup(const gw_config *cfg, size_t i)
+{
+    srv_rt *r = &U.srv[i];
+    const gw_server_cfg *s = r->cfg = &cfg->servers[i];
+    r->bridged = s->transport != GW_TRANSPORT_HTTP;
+    r->static_auth = dupstr(s->credential);
+    const char *g = cfg->gateway_ca_pem, *c = s->ca_cert;
+    if (g && c) {
+        size_t n = strlen(g) + strlen(c) + 2;
+        if ((r->ca = malloc(n))) snprintf(r->ca, n, "%s\n%s", g, c);
+    } else {
+        r->ca = dupstr(c ? c : g);
+    }
+    if (s->cred) {
+        if (s->cred->exchange) r->secret[0] = dupstr(s->cred->exchange->client_secret);
+        if (s->cred->client) r->secret[1] = dupstr(s->cred->client->client_secret);
+        if (r->bridged && (s->cred->exchange || s->cred->client || s->cred->forward || s->cred->headers.n ||
+                           s->cred->client_cert || s->cred->tls_server_name))
+            log_warn(s->name, "tokenExchange, clientCredentials, forwardAuthorization, headers, clientCert and "
+                              "tlsServerName apply to Streamable HTTP servers only: ignored for this %s server",
+                     s->transport == GW_TRANSPORT_STDIO ? "stdio" : "legacy SSE");
+        if (s->cred->client_cert && !s->cred->client_key)
+            log_warn(s->name, "clientCert without clientKey: no client certificate is presented");
+    }
+}
+
 void upcred_init(const gw_config *cfg)
 {
-    if (__atomic_load_n(&U.ready, __ATOMIC_ACQUIRE)) return;
+    if (__atomic_load_n(&U.ready, __ATOMIC_ACQUIRE) && __atomic_load_n(&U.n_srv, __ATOMIC_ACQUIRE) >= cfg->n_servers)
+        return;
     pthread_mutex_lock(&U.lock);
     if (!U.ready) {
         U.cfg = cfg;
-        U.n_srv = cfg->n_servers;
-        U.srv = calloc(U.n_srv ? U.n_srv : 1, sizeof *U.srv);
+        U.srv_cap = cfg->servers_cap > cfg->n_servers ? cfg->servers_cap : cfg->n_servers;
+        U.srv = calloc(U.srv_cap ? U.srv_cap : 1, sizeof *U.srv);
         U.b = calloc(BUCKETS, sizeof *U.b);
         if (!U.srv || !U.b) { fputs("mcp-gateway: out of memory\n", stderr); abort(); }
-        for (size_t i = 0; i < U.n_srv; i++) {
-            srv_rt *r = &U.srv[i];
-            const gw_server_cfg *s = r->cfg = &cfg->servers[i];
-            r->bridged = s->transport != GW_TRANSPORT_HTTP;
-            r->static_auth = dupstr(s->credential);
-            const char *g = cfg->gateway_ca_pem, *c = s->ca_cert;
-            if (g && c) {
-                size_t n = strlen(g) + strlen(c) + 2;
-                if ((r->ca = malloc(n))) { snprintf(r->ca, n, "%s\n%s", g, c); r->ca_owned = 1; }
-            } else {
-                r->ca = (char *)(c ? c : g);
-            }
-            if (s->cred) {
-                if (s->cred->exchange) r->secret[0] = dupstr(s->cred->exchange->client_secret);
-                if (s->cred->client) r->secret[1] = dupstr(s->cred->client->client_secret);
-                if (r->bridged && (s->cred->exchange || s->cred->client || s->cred->forward || s->cred->headers.n ||
-                                   s->cred->client_cert || s->cred->tls_server_name))
-                    log_warn(s->name, "tokenExchange, clientCredentials, forwardAuthorization, headers, clientCert and "
-                                      "tlsServerName apply to Streamable HTTP servers only: ignored for this %s server",
-                             s->transport == GW_TRANSPORT_STDIO ? "stdio" : "legacy SSE");
-                if (s->cred->client_cert && !s->cred->client_key)
-                    log_warn(s->name, "clientCert without clientKey: no client certificate is presented");
-            }
-        }
-        __atomic_store_n(&U.ready, 1, __ATOMIC_RELEASE);
     }
+    if (cfg->n_servers > U.srv_cap) { fputs("mcp-gateway: upcred: more server slots than set up\n", stderr); abort(); }
+    for (size_t i = U.n_srv; i < cfg->n_servers; i++) srv_setup(cfg, i);   /* the slots a reload added */
+    if (cfg->n_servers > U.n_srv) __atomic_store_n(&U.n_srv, cfg->n_servers, __ATOMIC_RELEASE);
+    __atomic_store_n(&U.ready, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&U.lock);
 }
 
@@ -166,13 +173,13 @@ void upcred_free(void)
         for (fetch *f = U.fetches, *n; f; f = n) { n = f->next; buf_free(&f->body); free(f); }
         for (size_t i = 0; i < U.n_srv; i++) {
             free(U.srv[i].static_auth);
-            if (U.srv[i].ca_owned) free(U.srv[i].ca);
+            free(U.srv[i].ca);
             free(U.srv[i].secret[0]);
             free(U.srv[i].secret[1]);
         }
         free(U.srv);
         free(U.b);
-        U.srv = NULL, U.b = NULL, U.n_srv = 0, U.count = 0, U.fetches = NULL, U.ops = NULL;
+        U.srv = NULL, U.b = NULL, U.n_srv = 0, U.srv_cap = 0, U.count = 0, U.fetches = NULL, U.ops = NULL;
         __atomic_store_n(&U.ready, 0, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&U.lock);

@@ -45,7 +45,8 @@ typedef void (*upcred_fn)(void *ud, char *authorization, const char *err);
 
 enum { UPCRED_READY = 0, UPCRED_PENDING = 1, UPCRED_FAILED = -1 };
 
-/* Builds the per-server state (idempotent; every entry point below calls it). */
+/* Builds the per-server state: once, then for the server slots a reload adds (idempotent; every
+ * entry point below calls it; reload.c calls it with a new config before publishing it). */
 void upcred_init(const gw_config *cfg);
 void upcred_free(void);   /* after every loop has stopped (tests) */
 

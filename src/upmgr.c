@@ -4,7 +4,9 @@
  * consecutive failures and brings them back when the server answers again. Every change
  * publishes a new catalog; a change of the federated tool list is announced to clients.
  * Requests carry the gateway's own credential for the server (upcred.h: static or client
- * credentials, fetched before a step when it is not at hand); a 401 drops it and tries once more. */
+ * credentials, fetched before a step when it is not at hand); a 401 drops it and tries once more.
+ * Servers are indexed by slot (config.h); a reload (upmgr_reload) stops the removed ones, ending
+ * their upstream sessions, and starts the added ones. */
 #include "upmgr.h"
 #include "catalog.h"
 #include "log.h"
@@ -47,6 +49,9 @@ typedef struct up_server {
     int                  cred_then;  /* what runs once it is known: 0 server_step, 1 the ping */
     uint64_t             cred_fresh; /* when auth was delivered (uv_now + 1): used as it is, once, soon */
     int                  auth_retried; /* a 401 already got a fresh credential */
+    int                  started;    /* stepped by the timer (a reload's new server: once every loop
+                                      * uses the config that has it) */
+    int                  dead;       /* a reload removed it: stopped, nothing runs for it any more */
 } up_server;
 
 struct upmgr {
@@ -54,8 +59,8 @@ struct upmgr {
     uv_loop_t  *loop;
     upclient   *up;
     uv_timer_t  tick;
-    up_server  *servers;
-    size_t      n;
+    up_server  *servers;      /* per server slot (config.h): capacity servers_cap, never moved */
+    size_t      n;            /* slots known */
     uint64_t    next_id;
     char       *last[CAT_KINDS];  /* list results last announced */
     int         stopping;
@@ -79,11 +84,16 @@ static long rpc_timeout(up_server *s) { return s->m->gw->cfg->upstream_timeout_m
 
 /* ---- the catalog ------------------------------------------------------------------------ */
 
-static void publish(struct upmgr *m)
+/* A new catalog from the config's servers, in file order; force: announce every list as changed
+ * (a reload changed what callers may see: virtual servers, authorization). */
+static void publish(struct upmgr *m, int force)
 {
-    cat_input *in = calloc(m->n ? m->n : 1, sizeof *in);
-    for (size_t i = 0; i < m->n; i++) {
-        up_server *s = &m->servers[i];
+    const gw_config *cfg = m->gw->cfg;
+    size_t n = gw_config_n_live(cfg);
+    cat_input *in = calloc(n ? n : 1, sizeof *in);
+    size_t *slots = calloc(n ? n : 1, sizeof *slots);
+    for (size_t i = 0; in && slots && i < n; i++) {
+        up_server *s = &m->servers[slots[i] = gw_config_live(cfg, i)];
         in[i].name = s->cfg->name;
         in[i].prefix = s->cfg->prefix;
         in[i].ready = s->published;
@@ -94,13 +104,14 @@ static void publish(struct upmgr *m)
         in[i].resources = s->lists[CAT_RESOURCES];
         in[i].templates = s->lists[CAT_TEMPLATES];
     }
-    catalog *c = catalog_build(m->gw->cfg, in, m->n);
+    catalog *c = in && slots ? catalog_build_at(cfg, in, slots, n) : NULL;
     free(in);
+    free(slots);
     if (!c) return;
     int changed[CAT_KINDS];
     for (int k = 0; k < CAT_KINDS; k++) {
         const char *now = c->lists[k].result;
-        changed[k] = !m->last[k] || strcmp(m->last[k], now) != 0;
+        changed[k] = force || !m->last[k] || strcmp(m->last[k], now) != 0;
         if (changed[k]) {
             free(m->last[k]);
             m->last[k] = strdup(now);
@@ -142,7 +153,7 @@ static void server_failed(up_server *s, const char *what, const char *err, long 
         s->phase = PH_DOWN;
         s->sid[0] = '\0';
         if (s->stream) { up_call_cancel(s->stream); s->stream = NULL; }
-        publish(s->m);
+        publish(s->m, 0);
     }
     if (status == 401 && !s->auth_retried && !s->m->stopping &&
         upcred_rejected(s->m->gw, s->idx, NULL, s->auth)) {   /* once: a fresh credential, the step again */
@@ -319,7 +330,7 @@ static void on_list(void *ud, json_t *resp, const char *err, long status, const 
              json_array_size(s->lists[CAT_TOOLS]), json_array_size(s->lists[CAT_PROMPTS]),
              json_array_size(s->lists[CAT_RESOURCES]));
     log_info(s->cfg->name, "%s", s->message);
-    publish(s->m);
+    publish(s->m, 0);
     open_stream(s);
     if (s->relist) { s->relist = 0; s->phase = PH_LIST; server_step(s); }
 }
@@ -419,11 +430,51 @@ static void on_tick(uv_timer_t *t)
     struct upmgr *m = t->data;
     for (size_t i = 0; i < m->n; i++) {
         up_server *s = &m->servers[i];
-        if (!s->cfg->enabled || s->rpc || s->cred_op) continue;
+        if (!s->started || s->dead || !s->cfg->enabled || s->rpc || s->cred_op) continue;
         if (s->phase == PH_READY) do_ping(s);
         else server_step(s);
     }
     session_reap(m->gw->sessions, (uint64_t)time(NULL));
+}
+
+static void server_init(struct upmgr *m, size_t i)
+{
+    up_server *s = &m->servers[i];
+    s->m = m;
+    s->idx = i;
+    s->cfg = &m->gw->cfg->servers[i];
+    s->stream_ok = 1;
+    sse_parser_init(&s->sse, 1 << 20, on_stream_event, s);
+    set_message(s, s->cfg->enabled ? "connecting" : "disabled", NULL);
+}
+
+/* A reload removed it: everything in flight is cancelled, its upstream session ended. */
+static void server_stop(up_server *s)
+{
+    s->dead = 1;
+    upcred_cancel(s->cred_op);
+    s->cred_op = NULL;
+    if (s->rpc) up_rpc_cancel(s->rpc);
+    s->rpc = NULL;
+    if (s->stream) up_call_cancel(s->stream);
+    s->stream = NULL;
+    if (s->sid[0]) {   /* nobody waits for the answer */
+        static const up_callbacks none = {NULL, NULL, NULL};
+        up_req r;
+        base_req(s, &r, 5000);
+        r.method = "DELETE";
+        upclient_send(s->m->up, &r, &none, NULL);
+        s->sid[0] = '\0';
+    }
+    free(s->auth);
+    s->auth = NULL;
+    s->published = 0;
+    for (int k = 0; k < CAT_KINDS; k++) {
+        json_decref(s->lists[k]);
+        s->lists[k] = NULL;
+    }
+    json_decref(s->paging);
+    s->paging = NULL;
 }
 
 struct upmgr *upmgr_start(gateway *gw, uv_loop_t *loop)
@@ -434,17 +485,13 @@ struct upmgr *upmgr_start(gateway *gw, uv_loop_t *loop)
     m->loop = loop;
     m->up = upclient_new(loop);
     m->n = gw->cfg->n_servers;
-    m->servers = calloc(m->n ? m->n : 1, sizeof *m->servers);
+    size_t cap = gw->cfg->servers_cap > m->n ? gw->cfg->servers_cap : m->n;
+    m->servers = calloc(cap ? cap : 1, sizeof *m->servers);
     for (size_t i = 0; i < m->n; i++) {
-        up_server *s = &m->servers[i];
-        s->m = m;
-        s->idx = i;
-        s->cfg = &gw->cfg->servers[i];
-        s->stream_ok = 1;
-        sse_parser_init(&s->sse, 1 << 20, on_stream_event, s);
-        set_message(s, s->cfg->enabled ? "connecting" : "disabled", NULL);
+        server_init(m, i);
+        m->servers[i].started = 1;
     }
-    publish(m);   /* an empty catalog first: clients can connect at once */
+    publish(m, 0);   /* an empty catalog first: clients can connect at once */
     for (size_t i = 0; i < m->n; i++)
         if (m->servers[i].cfg->enabled) server_step(&m->servers[i]);
     uv_timer_init(loop, &m->tick);
@@ -452,6 +499,27 @@ struct upmgr *upmgr_start(gateway *gw, uv_loop_t *loop)
     uint64_t every = (uint64_t)gw->cfg->check_interval_s * 1000;
     uv_timer_start(&m->tick, on_tick, every, every);
     return m;
+}
+
+void upmgr_reload(struct upmgr *m, int start, int force_lists)
+{
+    if (!m || m->stopping) return;
+    const gw_config *cfg = m->gw->cfg;
+    for (size_t i = 0; i < m->n; i++) {
+        up_server *s = &m->servers[i];
+        if (!s->dead && !gw_server_live(s->cfg)) {
+            log_info(s->cfg->name, "removed by the reload: its upstream session ends, its tools leave the catalog");
+            server_stop(s);
+        }
+    }
+    for (; m->n < cfg->n_servers; m->n++) server_init(m, m->n);
+    publish(m, force_lists);
+    for (size_t i = 0; start && i < m->n; i++) {
+        up_server *s = &m->servers[i];
+        if (s->started || s->dead) continue;
+        s->started = 1;
+        if (s->cfg->enabled) server_step(s);
+    }
 }
 
 void upmgr_stop(struct upmgr *m)

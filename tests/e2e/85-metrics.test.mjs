@@ -4,24 +4,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import * as L from "./lib.mjs";
 
-/** Prometheus text format 0.0.4: HELP/TYPE comments and `name{label="v",…} value` samples. */
-function parseProm(text) {
-  const samples = [], types = {};
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    let m;
-    if ((m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/.exec(line))) { types[m[1]] = m[2]; continue; }
-    if (/^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*$/.test(line)) continue;
-    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\})? (-?[0-9.eE+]+|NaN|[+-]Inf)$/.exec(line);
-    assert.ok(m, `not a Prometheus sample line: ${JSON.stringify(line)}`);
-    const labels = {};
-    for (const l of (m[2] || "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2].replace(/\\(.)/g, "$1");
-    assert.ok(types[m[1]], `sample ${m[1]} has a # TYPE line before it`);
-    samples.push({ name: m[1], labels, value: Number(m[3]) });
-  }
-  return { samples, types, value: (name, labels = {}) => samples.find((s) => s.name === name &&
-    Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value };
-}
+const { parseProm } = L;   // the Prometheus text format parser (lib.mjs)
 
 describe("metrics", () => {
   let gw, client, metricsPort;

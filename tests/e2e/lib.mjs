@@ -734,6 +734,50 @@ export async function startCountingProxy(target, { port } = {}) {
   };
 }
 
+// ------------------------------------------------------------------ Prometheus text format
+
+/**
+ * Parse the Prometheus text exposition format 0.0.4 (asserting every line is a HELP/TYPE comment or a
+ * `name{label="v",…} value` sample whose family has a # TYPE line before it; a histogram's or summary's
+ * `_bucket`, `_sum` and `_count` samples belong to its family). Returns { samples, types,
+ * value(name, labels) — the first sample whose labels include `labels`, sum(name, labels) — all of them
+ * added up (0 when none), histogram(name, labels) — { buckets: [{ le, value }], sum, count } of the
+ * series with exactly those labels (besides le), or undefined }.
+ */
+export function parseProm(text) {
+  const samples = [], types = {};
+  for (const line of text.split("\n")) {
+    if (!line) continue;
+    let m;
+    if ((m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/.exec(line))) { types[m[1]] = m[2]; continue; }
+    if (/^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*$/.test(line)) continue;
+    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\})? (-?[0-9.eE+]+|NaN|[+-]Inf)$/.exec(line);
+    assert.ok(m, `not a Prometheus sample line: ${JSON.stringify(line)}`);
+    const labels = {};
+    for (const l of (m[2] || "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2].replace(/\\(.)/g, "$1");
+    const base = m[1].replace(/_(bucket|sum|count)$/, "");
+    const typed = types[m[1]] || (base !== m[1] && ["histogram", "summary"].includes(types[base]) && types[base]);
+    assert.ok(typed, `sample ${m[1]} has a # TYPE line before it`);
+    if (m[1].endsWith("_bucket") && types[base] === "histogram") assert.ok("le" in labels, `${m[1]} without le`);
+    samples.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  const match = (s, name, labels) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v);
+  return {
+    samples, types,
+    value: (name, labels = {}) => samples.find((s) => match(s, name, labels))?.value,
+    sum: (name, labels = {}) => samples.filter((s) => match(s, name, labels)).reduce((a, s) => a + s.value, 0),
+    histogram: (name, labels = {}) => {
+      const same = (s) => Object.keys(s.labels).filter((k) => k !== "le").length === Object.keys(labels).length &&
+                          match(s, s.name, labels);
+      const buckets = samples.filter((s) => s.name === `${name}_bucket` && same(s))
+        .map((s) => ({ le: s.labels.le === "+Inf" ? Infinity : Number(s.labels.le), value: s.value }));
+      const count = samples.find((s) => s.name === `${name}_count` && same(s))?.value;
+      if (count === undefined) return undefined;
+      return { buckets, sum: samples.find((s) => s.name === `${name}_sum` && same(s))?.value, count };
+    },
+  };
+}
+
 // ------------------------------------------------------------------ SSE, event by event
 
 /**

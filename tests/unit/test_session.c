@@ -20,6 +20,30 @@ static void free_ups(char **up, size_t n)
     free(up);
 }
 
+/* An entry has room for the server slots it uses only (a reload adds slots); revoke still
+ * returns n_servers entries. */
+static void upstream_slots_grow(void **state)
+{
+    (void)state;
+    session_table *t = session_table_new(10, 100, 600);
+    char out[32];
+    assert_int_equal(session_touch(t, "g", NOW + HOUR, NOW), SESS_OK);
+    assert_int_equal(session_get_upstream(t, "g", 70, out, sizeof out), -1);
+    session_set_upstream(t, "g", 70, "v s70");
+    session_set_upstream(t, "g", 3, "v s3");
+    assert_int_equal(session_get_upstream(t, "g", 70, out, sizeof out), 0);
+    assert_string_equal(out, "v s70");
+    session_set_upstream(t, "g", 100, "x");   /* beyond the table's slots: ignored */
+    assert_int_equal(session_get_upstream(t, "g", 100, out, sizeof out), -1);
+    char **up = session_revoke(t, "g", NOW);
+    assert_non_null(up);
+    assert_string_equal(up[3], "v s3");
+    assert_string_equal(up[70], "v s70");
+    assert_null(up[99]);
+    free_ups(up, 100);
+    session_table_free(t);
+}
+
 static void touch_creates(void **state)
 {
     (void)state;
@@ -474,6 +498,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(touch_creates),
         cmocka_unit_test(upstream_ids),
+        cmocka_unit_test(upstream_slots_grow),
         cmocka_unit_test(revoke),
         cmocka_unit_test(revoke_unknown_leaves_tombstone),
         cmocka_unit_test(max_sessions),
