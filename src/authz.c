@@ -39,6 +39,8 @@ int authz_method_id(const char *name)
 
 const char *authz_method_name(int id) { return id >= 0 && id < AUTHZ_METHODS ? method_names[id] : "?"; }
 
+/* For compiling a policy (start, reload), where running out of memory is fatal as in config.c;
+ * the request path uses calloc and refuses the request instead. */
 static void *xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size);
@@ -353,7 +355,8 @@ static int conds_hold(const crule *r, json_t *claims)
 authz_subject *authz_subject_new(const authz_policy *p, json_t *claims)
 {
     size_t words = p ? p->words : 0;
-    authz_subject *s = xcalloc(1, sizeof *s + 2 * (words ? words : 1) * sizeof(uint64_t));
+    authz_subject *s = calloc(1, sizeof *s + 2 * (words ? words : 1) * sizeof(uint64_t));
+    if (!s) return NULL;   /* a request path: the caller refuses (decide), the process goes on */
     s->ok = (uint64_t *)(s + 1);
     s->ok_but_scope = s->ok + (words ? words : 1);
     s->claims = claims;
@@ -589,11 +592,12 @@ static void local_free(void *v)
     free(l);
 }
 
+/* This loop's scratch state; NULL when it cannot be allocated (the request is refused). */
 static authz_local *local_get(void)
 {
     authz_local *l = pthread_getspecific(Z.local);
     if (!l) {
-        l = xcalloc(1, sizeof *l);
+        if (!(l = calloc(1, sizeof *l))) return NULL;
         for (int k = 0; k < CAT_KINDS; k++) l->anon.list[k].vs = -2;
         buf_init(&l->out, (size_t)1 << 30);
         pthread_setspecific(Z.local, l);
@@ -721,6 +725,7 @@ static void th_resolve(authz_req *az)
     uint64_t k64;
     memcpy(&k64, key, sizeof k64);
     authz_local *l = local_get();
+    if (!l) { az->th = TH_NONE; return; }   /* out of memory: nothing allowed for this request */
     th_entry *e = &l->th[k64 % TH_SLOTS];
     int64_t now = (int64_t)time(NULL), leeway = Z.gw->cfg->auth.leeway_s;
     if (!e->used || memcmp(e->key, key, sizeof key) || now >= e->until + (e->valid ? leeway : 0)) {
@@ -784,12 +789,16 @@ static int vs_keeps(const gw_vserver_cfg *vs, enum cat_kind k, const char *fed_n
     return 0;
 }
 
+/* Out of memory on a request path (NULL below) refuses that request, never ends the process. */
 static struct authz_ident *caller(authz_req *az)
 {
-    if (!az->id) return &local_get()->anon;
+    if (!az->id) {
+        authz_local *l = local_get();
+        return l ? &l->anon : NULL;
+    }
     auth_identity *id = (auth_identity *)az->id;   /* its authz cache is this loop's to fill */
     if (!id->authz) {
-        id->authz = xcalloc(1, sizeof *id->authz);
+        if (!(id->authz = calloc(1, sizeof *id->authz))) return NULL;
         for (int k = 0; k < CAT_KINDS; k++) id->authz->list[k].vs = -2;
     }
     return id->authz;
@@ -798,6 +807,7 @@ static struct authz_ident *caller(authz_req *az)
 static const authz_subject *subject(authz_req *az)
 {
     struct authz_ident *ai = caller(az);
+    if (!ai) return NULL;
     if (ai->subj && ai->subj_gen != az->w->cfg->generation) {   /* computed for an earlier policy */
         authz_subject_free(ai->subj);
         ai->subj = NULL;
@@ -827,7 +837,13 @@ static int decide(authz_req *az, enum cat_kind kind, size_t server, const char *
         return 0;
     }
     if (cfg->policy) {
-        authz_eval(cfg->policy, subject(az), server, kind, up_name, method, r);
+        const authz_subject *subj = subject(az);
+        if (!subj) {
+            r->allow = 0;
+            r->rule = "outOfMemory";
+            return 0;
+        }
+        authz_eval(cfg->policy, subj, server, kind, up_name, method, r);
         if (r->scope && !auth_enabled()) r->scope = NULL;   /* no token, no step-up */
         return r->allow;
     }
@@ -851,8 +867,9 @@ static const frag_set *frags(authz_local *lo, const catalog *c, enum cat_kind ki
     const cat_list *l = &c->lists[kind];
     if (f->s && f->version == c->version && f->n == l->n) return f;
     frags_clear(f);
-    f->s = xcalloc(l->n, sizeof *f->s);
-    f->len = xcalloc(l->n, sizeof *f->len);
+    f->s = calloc(l->n ? l->n : 1, sizeof *f->s);
+    f->len = calloc(l->n ? l->n : 1, sizeof *f->len);
+    if (!f->s || !f->len) { frags_clear(f); return NULL; }
     f->n = l->n;
     f->version = c->version;
     for (size_t i = 0; i < l->n; i++) {
@@ -878,11 +895,14 @@ const char *authz_list(authz_req *az, const catalog *c, enum cat_kind kind, size
         return empty[kind];
     }
     const cat_list *l = &c->lists[kind];
-    struct list_slot *sl = &caller(az)->list[kind];
+    struct authz_ident *ai = caller(az);
+    authz_local *lo = local_get();
+    if (!ai || !lo) goto none;   /* out of memory: an empty list for this request */
+    struct list_slot *sl = &ai->list[kind];
     if (!sl->bits || sl->version != c->version || sl->gen != cfg->generation || sl->vs != az->vs ||
         sl->th != az->th_key) {
         free(sl->bits);
-        sl->bits = xcalloc((l->n + 63) / 64, sizeof *sl->bits);
+        if (!(sl->bits = calloc((l->n + 63) / 64 + 1, sizeof *sl->bits))) goto none;
         for (size_t i = 0; i < l->n; i++) {
             const cat_entry *e = &l->e[i];
             authz_result r;
@@ -893,8 +913,8 @@ const char *authz_list(authz_req *az, const catalog *c, enum cat_kind kind, size
         sl->vs = az->vs;
         sl->th = az->th_key;
     }
-    authz_local *lo = local_get();
     const frag_set *f = frags(lo, c, kind);
+    if (!f) goto none;
     buf *b = &lo->out;
     buf_reset(b);
     int rc = buf_printf(b, "{\"%s\":[", result_key[kind]);
@@ -906,12 +926,12 @@ const char *authz_list(authz_req *az, const catalog *c, enum cat_kind kind, size
         first = 0;
     }
     rc |= buf_appends(b, "]}");
-    if (rc) {
-        *len = strlen(empty[kind]);
-        return empty[kind];
-    }
+    if (rc) goto none;
     *len = b->len;
     return b->data;
+none:
+    *len = strlen(empty[kind]);
+    return empty[kind];
 }
 
 /* ---- the audit line -------------------------------------------------------------------------------- */

@@ -58,7 +58,7 @@ void          authz_policy_free(authz_policy *p);
 int           authz_validate(const gw_config *cfg, char *err, size_t errlen);
 
 /* What claims (borrowed, NULL = anonymous) make of the policy's conditions. */
-authz_subject *authz_subject_new(const authz_policy *p, json_t *claims);
+authz_subject *authz_subject_new(const authz_policy *p, json_t *claims);   /* NULL: out of memory */
 void           authz_subject_free(authz_subject *s);
 
 /* The policy's decision for one name (the upstream's own tool/prompt name, or resource URI or
