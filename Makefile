@@ -2,7 +2,7 @@
 # `make` builds build/mcp-gateway; `make run` and `make test` install what is missing first.
 
 CC       ?= cc
-PKGS     := libuv libcurl jansson yaml-0.1 openssl
+PKGS     := libuv libcurl jansson yaml-0.1 openssl hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LLHTTP_DIR ?= /usr/share/llhttp

@@ -121,6 +121,13 @@ static const opt opts[] = {
         "redis://user:pass@host:port/db; unset = sessions in memory"),
     STR(NULL, "TRUSTED_HEADER_PUBLIC_KEY", trusted_header_key, NULL,
         "PEM P-256 public key verifying the x-mcp-authorized header (docs/authorization.md)"),
+    STR(NULL, "OTEL_EXPORTER_OTLP_ENDPOINT", otel_endpoint, NULL,
+        "OpenTelemetry collector base URL: traces are POSTed (OTLP/HTTP JSON) to <url>/v1/traces; unset = no traces"),
+    STR(NULL, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otel_traces_endpoint, NULL,
+        "full URL for traces (OTLP/HTTP JSON), over OTEL_EXPORTER_OTLP_ENDPOINT"),
+    STR(NULL, "OTEL_EXPORTER_OTLP_HEADERS", otel_headers, NULL,
+        "extra headers for the collector: key=value,key2=value2 (values URL-encoded)"),
+    STR(NULL, "OTEL_SERVICE_NAME", otel_service_name, "mcp-gateway", "service.name of the exported spans"),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 

@@ -191,6 +191,10 @@ typedef struct gw_config {
     int    check_config;       /* --check-config */
     int    allow_anonymous;    /* --allow-anonymous */
     char  *trusted_header_key; /* TRUSTED_HEADER_PUBLIC_KEY (env only): PEM P-256, x-mcp-authorized */
+    char  *otel_endpoint;        /* OTEL_EXPORTER_OTLP_ENDPOINT (env only): traces to <url>/v1/traces */
+    char  *otel_traces_endpoint; /* OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (env only): the full traces URL */
+    char  *otel_headers;         /* OTEL_EXPORTER_OTLP_HEADERS (env only): k=v,k2=v2 for the collector */
+    char  *otel_service_name;    /* OTEL_SERVICE_NAME (env only), default mcp-gateway */
 
     /* --- from the YAML file --- */
     gw_server_cfg  *servers;   size_t n_servers;

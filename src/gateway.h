@@ -32,6 +32,7 @@ struct worker {
     http_server *http;
     upclient    *up;
     struct auth_cache *auth;    /* verified tokens of this loop */
+    struct rconn *redis;        /* this loop's Redis connection (redis.h); NULL without CACHE_CONNECTION_STRING */
     uint64_t    *calls;         /* tools/call routed, per server slot (relaxed atomics, read by /metrics) */
     mcp_stream  *streams;       /* open GET streams of this loop */
     size_t       n_streams;

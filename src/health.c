@@ -1,5 +1,6 @@
 #include "health.h"
 #include "catalog.h"
+#include "redis.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +48,9 @@ void health_handle(worker *w, http_req *req)
     if (strcmp(p, "/readyz") == 0) {
         int draining = __atomic_load_n(&w->gw->draining, __ATOMIC_RELAXED);
         int ok = !draining && (n == 0 || ready > 0);
-        buf_printf(&b, "{\"ready\":%s,\"healthyServers\":%zu,\"totalServers\":%zu%s}", ok ? "true" : "false", ready, n,
-                   draining ? ",\"draining\":true" : "");
+        const char *rs = redis_state();   /* not a reason to be unready: the process serves from its own state */
+        buf_printf(&b, "{\"ready\":%s,\"healthyServers\":%zu,\"totalServers\":%zu%s%s%s%s}", ok ? "true" : "false", ready,
+                   n, draining ? ",\"draining\":true" : "", rs ? ",\"redis\":\"" : "", rs ? rs : "", rs ? "\"" : "");
         json_reply(req, ok ? 200 : 503, &b);
     } else if (strcmp(p, "/status") == 0 || strcmp(p, "/status/") == 0) {
         buf_appends(&b, "{\"servers\":[");

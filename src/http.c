@@ -126,6 +126,7 @@ uint64_t http_server_responses(const http_server *s, int cls)
 static void req_free(http_req *r)
 {
     if (!r) return;
+    if (r->tr.id[0]) trace_req_end(r);   /* routed: counted, its span finished */
     buf_free(&r->raw);
     buf_free(&r->body);
     free(r->headers);
@@ -193,6 +194,11 @@ static void head_build(buf *h, http_req *req, int status, const char *extra, con
     if (clen >= 0) buf_printf(h, "Content-Length: %ld\r\n", clen);
     else if (req->http_minor >= 1) buf_appends(h, "Transfer-Encoding: chunked\r\n");
     if (extra) buf_appends(h, extra);
+    if (req->tr.id[0]) {   /* checked: [A-Za-z0-9._-] */
+        buf_appends(h, "X-Request-Id: ");
+        buf_appends(h, req->tr.id);
+        buf_appends(h, "\r\n");
+    }
     if (!req->keep_alive || req->conn->close_after || !req->conn->srv->lim.idle_timeout_ms)
         buf_appends(h, "Connection: close\r\n");
     else if (req->http_minor == 0)
@@ -267,6 +273,7 @@ static void write_head(http_req *req, int status, const char *extra, const char 
     char hb[1024];
     buf h = {hb, 0, sizeof hb, sizeof hb - 1};
     int cls = status / 100;
+    req->tr.status = (uint16_t)status;
     __atomic_add_fetch(&req->conn->srv->responses[cls >= 1 && cls <= 5 ? cls : 0], 1, __ATOMIC_RELAXED);
     head_build(&h, req, status, extra, ctype, clen);
     buf big;

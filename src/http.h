@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "buf.h"
+#include "trace.h"
 
 typedef struct http_limits {
     size_t   max_header_size;   /* request line + header section, bytes → 431 */
@@ -53,6 +54,8 @@ struct http_req {
     void        *ud;
     void       (*on_abort)(http_req *req);   /* client gone before the response ended */
     void       (*on_drain)(http_req *req);   /* write queue fell below half its cap */
+    trace_req    tr;           /* request id, trace context, metrics (trace.h): set by the router;
+                                * answered as X-Request-Id; trace_req_end() when freed */
     /* internal */
     buf          raw;          /* url + header bytes, owned */
     int          streaming;    /* headers sent, chunked body open */

@@ -8,6 +8,15 @@
 
 static int log_level = LOG_INFO;
 static int log_json;
+static _Thread_local log_req cur;   /* the request this thread is handling */
+
+log_req log_request(const char *id, const char *trace_id)
+{
+    log_req prev = cur;
+    cur.id = id && *id ? id : NULL;
+    cur.trace_id = trace_id && *trace_id ? trace_id : NULL;
+    return prev;
+}
 
 void log_setup(int level, int json)
 {
@@ -53,6 +62,16 @@ static void json_head(buf *b, const char *when, int level, const char *ctx, cons
     buf_appends(b, ",\"msg\":\"");
     buf_json_str(b, msg, strlen(msg));
     buf_appends(b, "\"");
+    /* the ids are checked ([A-Za-z0-9._-], hex): no escaping needed */
+    if (cur.id) { buf_appends(b, ",\"request_id\":\""); buf_appends(b, cur.id); buf_appends(b, "\""); }
+    if (cur.trace_id) { buf_appends(b, ",\"trace_id\":\""); buf_appends(b, cur.trace_id); buf_appends(b, "\""); }
+}
+
+/* Text lines: the ids after the message, as key=value. */
+static void txt_ids(buf *b)
+{
+    if (cur.id) buf_printf(b, " request_id=%s", cur.id);
+    if (cur.trace_id) buf_printf(b, " trace_id=%s", cur.trace_id);
 }
 
 void log_fields(int level, const char *ctx, const char *msg, const char *const kv[][2], size_t n)
@@ -78,6 +97,7 @@ void log_fields(int level, const char *ctx, const char *msg, const char *const k
     } else {
         buf_printf(&b, "%s %-5s %s%s%s%s", when, level_name(level), ctx ? "[" : "", ctx ? ctx : "", ctx ? "] " : "", msg);
         for (size_t i = 0; i < n; i++) buf_printf(&b, " %s=%s", kv[i][0], kv[i][1] ? kv[i][1] : "-");
+        txt_ids(&b);
         buf_appends(&b, "\n");
     }
     emit(&b, sizeof line);
@@ -100,8 +120,10 @@ void log_msg(int level, const char *ctx, const char *fmt, ...)
         json_head(&b, when, level, ctx, msg);
         buf_appends(&b, "}\n");
     } else {
-        buf_printf(&b, "%s %-5s %s%s%s%s\n", when, level_name(level), ctx ? "[" : "", ctx ? ctx : "",
+        buf_printf(&b, "%s %-5s %s%s%s%s", when, level_name(level), ctx ? "[" : "", ctx ? ctx : "",
                    ctx ? "] " : "", msg);
+        txt_ids(&b);
+        buf_appends(&b, "\n");
     }
     emit(&b, sizeof line);
 }

@@ -8,6 +8,13 @@ enum { LOG_DEBUG = -4, LOG_INFO = 0, LOG_WARN = 4, LOG_ERROR = 8 };
 
 void log_setup(int level, int json);
 int  log_enabled(int level);
+
+/* The request this thread is handling (a worker loop runs one callback at a time): while set,
+ * every line carries "request_id" (and "trace_id" when the request is traced). Returns what was
+ * set before, for the caller to put back: { log_req prev = log_request(id, tid); ...;
+ * log_request(prev.id, prev.trace_id); }. NULL = none. */
+typedef struct log_req { const char *id, *trace_id; } log_req;
+log_req log_request(const char *id, const char *trace_id);
 void log_msg(int level, const char *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* A line with fields of its own: in JSON each pair is a field ("msg" holds msg), in text they

@@ -5,11 +5,13 @@
 #include "catalog.h"
 #include "metrics.h"
 #include "prm.h"
+#include "redis.h"
 #include "reload.h"
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
 #include "server.h"
+#include "trace.h"
 #include "upmgr.h"
 #include <signal.h>
 #include <stdio.h>
@@ -58,6 +60,7 @@ static void on_signal(uv_signal_t *s, int signum)
     log_info(NULL, "signal %d: draining (no new connections; calls in flight finish)", signum);
     __atomic_store_n(&gw.draining, 1, __ATOMIC_RELAXED);
     reload_stop();
+    redis_stop();
     upmgr_stop(gw.mgr);
     gw.mgr = NULL;
     bridge_stop(bridges);   /* stops the stdio children */
@@ -107,6 +110,7 @@ int main(int argc, char **argv)
         snprintf(err, sizeof err, "GATEWAY_SIGNING_KEY: %s", kerr);
         goto fail;
     }
+    if (redis_init(&gw, err, sizeof err)) goto fail;   /* CACHE_CONNECTION_STRING well-formed (not reached yet) */
     if (cfg->check_config) {
         print_check(cfg);
         return 0;
@@ -133,6 +137,7 @@ int main(int argc, char **argv)
     if (!gw.sessions) { snprintf(err, sizeof err, "out of memory"); goto fail; }
     session_table_set_subject_cap(gw.sessions, (size_t)cfg->max_sessions_per_subject);
     session_table_set_event_caps(gw.sessions, (size_t)cfg->max_session_events, (size_t)cfg->max_session_event_bytes);
+    if (redis_enabled()) session_table_set_shared(gw.sessions, 1);   /* idle here is not idle everywhere */
     signal(SIGPIPE, SIG_IGN);
 
     http_limits lim = {
@@ -158,6 +163,8 @@ int main(int argc, char **argv)
         w->listen_fd = server_listen(&ss, err, sizeof err);
         if (w->listen_fd < 0) goto fail;
     }
+    /* per-worker counters and the span exporter (its handles on the control loop): before the workers */
+    if (trace_init(&gw, uv_default_loop())) { snprintf(err, sizeof err, "out of memory"); goto fail; }
     for (int i = 0; i < gw.n_workers; i++)
         if (server_start_worker(&gw.workers[i], &lim)) {
             snprintf(err, sizeof err, "cannot start worker %d", i);
@@ -168,6 +175,7 @@ int main(int argc, char **argv)
     gw.mgr = upmgr_start(&gw, loop);
     auth_start(&gw, loop);
     metrics_start(&gw, loop);
+    redis_start(&gw, loop);   /* the subscriber; the workers' connections are already trying */
     if (auth_enabled())
         log_info(NULL, "authentication on: %zu issuer(s), resource %s, metadata at %s", cfg->auth.n_issuers,
                  cfg->auth.resource, prm_url());
@@ -181,7 +189,9 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     for (int i = 0; i < gw.n_workers; i++) server_join_worker(&gw.workers[i]);
     for (int i = 0; i < gw.n_workers; i++) free(gw.workers[i].calls);
+    trace_shutdown();   /* the spans of the drain go out in this last run of the loop */
     uv_run(loop, UV_RUN_DEFAULT);
+    trace_free();
     uv_loop_close(loop);
     catalog_publish(NULL);
     auth_free();

@@ -8,6 +8,7 @@
 #include "catalog.h"
 #include "prm.h"
 #include "log.h"
+#include "redis.h"
 #include "relay.h"
 #include "sse.h"
 #include "streams.h"
@@ -18,7 +19,7 @@
 #include <strings.h>
 #include <time.h>
 
-static const char expose[] = "Access-Control-Expose-Headers: Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate\r\n";
+static const char expose[] = "Access-Control-Expose-Headers: Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, X-Request-Id\r\n";
 
 /* ---- answers ------------------------------------------------------------------------------ */
 
@@ -130,8 +131,10 @@ static int header_has(const char *v, const char *token)
 }
 
 /* Validates Mcp-Session-Id (and that it belongs to the caller). Returns 0, or answers the
- * request and returns -1. */
-static int session_check(worker *w, http_req *req, const auth_identity *id, session_claims *cl, const char **sid)
+ * request and returns -1 — or returns -1 when the request waits for the session's shared state
+ * (redis.h: it is routed again once that is loaded; force: loaded even when this process has it). */
+static int session_check(worker *w, http_req *req, const auth_identity *id, session_claims *cl, const char **sid,
+                         int force)
 {
     gateway *gw = w->gw;
     *sid = http_req_header(req, "mcp-session-id");
@@ -155,6 +158,7 @@ static int session_check(worker *w, http_req *req, const auth_identity *id, sess
         mcp_reply_error(w, req, 404, NULL, JR_INVALID_REQUEST, "Session not found");
         return -1;
     }
+    if (redis_session_check(w, req, *sid, force)) return -1;
     return 0;
 }
 
@@ -197,6 +201,7 @@ static void do_initialize(worker *w, http_req *req, jr_msg *m, const auth_identi
     char sid[SESSION_ID_MAX];
     session_id_encode(gw->keys, &cl, sid);
     int rc = session_open(gw->sessions, sid, cl.expires, now, cl.subject);
+    if (rc == SESS_OK) redis_session_opened(w, sid);
     if (rc == SESS_FULL) {
         mcp_reply_error(w, req, 503, m->id, JR_INTERNAL_ERROR, "too many sessions: try again later");
         return;
@@ -282,7 +287,9 @@ static void route_named(worker *w, http_req *req, jr_msg *m, json_t *msg, const 
         return;
     }
     authz_result r;
-    if (!authz_call(az, kind, t, method, &r)) {   /* refused before anything reaches the upstream */
+    int allowed = authz_call(az, kind, t, method, &r);
+    trace_req_target(w, req, (size_t)t->server, kind == CAT_TOOLS ? t->fed_name : NULL, allowed);   /* metrics, span */
+    if (!allowed) {   /* refused before anything reaches the upstream */
         reply_denied(w, req, m, az, &r, kind, name);
         catalog_unref(c);
         return;
@@ -321,7 +328,9 @@ static void route_uri(worker *w, http_req *req, jr_msg *m, json_t *msg, const ch
     }
     cat_entry ent = {.fed_name = uri, .up_name = up, .server = server};
     authz_result r;
-    if (!authz_call(az, kind, &ent, method, &r)) {   /* refused before anything reaches the upstream */
+    int allowed = authz_call(az, kind, &ent, method, &r);
+    trace_req_target(w, req, (size_t)server, NULL, allowed);
+    if (!allowed) {   /* refused before anything reaches the upstream */
         reply_denied(w, req, m, az, &r, kind, uri);
         catalog_unref(c);
         return;
@@ -355,6 +364,7 @@ static void do_set_level(worker *w, http_req *req, jr_msg *m, const char *sid)
         return;
     }
     session_set_level(w->gw->sessions, sid, levels[i]);
+    redis_note_level(w, sid, levels[i]);
     relay_set_level_all(w, req, m->id, sid, levels[i]);   /* answers when the upstreams have it */
 }
 
@@ -427,6 +437,7 @@ static void do_post(worker *w, http_req *req, const auth_identity *id, int vs)
         json_decref(msg);
         return;
     }
+    trace_req_method(req, (int)m.kind, m.method);   /* the metrics' method label */
     if (m.kind == JR_REQUEST && !strcmp(m.method, "initialize") && !http_req_header(req, "mcp-session-id")) {
         do_initialize(w, req, &m, id);
         json_decref(msg);
@@ -434,10 +445,12 @@ static void do_post(worker *w, http_req *req, const auth_identity *id, int vs)
     }
     session_claims cl;
     const char *sid;
-    if (session_check(w, req, id, &cl, &sid) != 0) { json_decref(msg); return; }
+    int force = m.kind == JR_REQUEST && !strcmp(m.method, "logging/setLevel");   /* every upstream session */
+    if (session_check(w, req, id, &cl, &sid, force) != 0) { json_decref(msg); return; }
     if (m.kind == JR_RESPONSE) {
-        /* the client's answer to a server→client request: back to the upstream that asked */
-        if (relay_client_response(w, sid, msg) != 0)
+        /* the client's answer to a server→client request: back to the upstream that asked (asked
+         * through another replica: found in Redis) */
+        if (relay_client_response(w, sid, msg) != 0 && redis_client_response(w, sid, msg) != 0)
             log_debug("session", "a response for no pending server request: ignored");
         mcp_reply(w, req, 202, NULL, NULL, 0, NULL);
         json_decref(msg);
@@ -468,7 +481,7 @@ static void do_get(worker *w, http_req *req, const auth_identity *id)
     }
     session_claims cl;
     const char *sid;
-    if (session_check(w, req, id, &cl, &sid) != 0) return;
+    if (session_check(w, req, id, &cl, &sid, 1) != 0) return;   /* every upstream session's stream */
     if (__atomic_load_n(&gw->n_sse, __ATOMIC_RELAXED) >= (size_t)gw->cfg->max_sse_streams) {
         mcp_reply_error_hdr(w, req, 429, "Retry-After: 5\r\n", NULL, JR_INTERNAL_ERROR,
                             "too many SSE streams open: try again later");
@@ -481,8 +494,9 @@ static void do_delete(worker *w, http_req *req, const auth_identity *id)
 {
     session_claims cl;
     const char *sid;
-    if (session_check(w, req, id, &cl, &sid) != 0) return;
+    if (session_check(w, req, id, &cl, &sid, 1) != 0) return;   /* every upstream session, to end them */
     char **up = session_revoke(w->gw->sessions, sid, (uint64_t)time(NULL));
+    redis_revoke(w, sid);   /* everywhere */
     if (up) {
         /* end the upstream sessions too (best effort, nobody waits), with each server's credentials */
         for (size_t i = 0; i < w->gw->cfg->n_servers; i++) {

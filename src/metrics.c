@@ -3,6 +3,7 @@
 #include "catalog.h"
 #include "log.h"
 #include "reload.h"
+#include "reqstats.h"
 #include "server.h"
 #include <llhttp.h>
 #include <stdlib.h>
@@ -123,6 +124,7 @@ char *metrics_render(gateway *gw, size_t *len)
                (unsigned long long)auth_stat(AUTH_STAT_KEYS_LOADED));
     buf_printf(&b, "mcp_gateway_jwks_fetches_total{result=\"failed\"} %llu\n",
                (unsigned long long)auth_stat(AUTH_STAT_KEYS_FAILED));
+    reqstats_render(gw, &b);   /* requests by method and status, tool calls, spans (src/reqstats.c) */
     return buf_take(&b, len);
 }
 

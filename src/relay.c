@@ -11,6 +11,7 @@
 #include "catalog.h"
 #include "log.h"
 #include "mcp.h"
+#include "redis.h"
 #include "sse.h"
 #include "streams.h"
 #include "up_rpc.h"
@@ -52,20 +53,24 @@ typedef struct relay {
     int            auth_ready;   /* auth is chosen */
     int            auth_retried; /* a 401 already got a fresh credential */
     upcred_op     *cred_op;      /* waiting for the credential */
+    redis_op      *redis_op;     /* waiting for the session's shared state (redis.h) */
     up_rpc        *rpc;
     up_call       *call;
     buf            body;
     sse_parser     parser;
+    trace_call     tc;           /* request id, trace context, tool call metrics (trace.h) */
 } relay;
 
 static void relay_step(relay *r);
 
 static void relay_free(relay *r)
 {
+    trace_call_end(&r->tc, r->status);
     __atomic_sub_fetch(&r->srv->inflight, 1, __ATOMIC_RELAXED);
     if (r->inflight[0])
         session_pending_get(r->w->gw->sessions, r->gw_sid, r->inflight, NULL, NULL, 0, 1);
     upcred_cancel(r->cred_op);
+    redis_cancel(r->redis_op);
     free(r->auth);
     json_decref(r->msg);
     json_decref(r->client_id);
@@ -107,6 +112,7 @@ static void relay_message(relay *r, json_t *m, int final);
 /* The call ends with a JSON-RPC error naming the server. */
 static void relay_error(relay *r, int code, const char *fmt, const char *arg)
 {
+    trace_call_outcome(&r->tc, r->req, NULL);
     char msg[512];
     snprintf(msg, sizeof msg, fmt, r->srv->name, arg ? arg : "");
     buf e;
@@ -155,6 +161,7 @@ static void relay_message(relay *r, json_t *m, int final)
     int wi;
     uint64_t tok;
     session_event_add(r->w->gw->sessions, r->gw_sid, r->stream_id, r->seq, s, len, &wi, &tok);
+    redis_note_event(r->w, r->gw_sid, r->stream_id, r->seq, s, len);
     free(s);
     if (!r->req) {   /* detached: to the session's GET stream, wherever it is */
         if (wi >= 0) streams_deliver(r->w->gw, wi, tok, b.data, b.len);
@@ -204,6 +211,7 @@ static void relay_upstream_msg(relay *r, const char *data, size_t len)
         char key[40], *orig = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
         snprintf(key, sizeof key, "s:%llu", (unsigned long long)gid);
         if (orig && session_pending_put(w->gw->sessions, r->gw_sid, key, r->server, orig) == 0) {
+            redis_note_pending(w, r->gw_sid, gid, r->server, r->up_version, r->up_session, orig);   /* answered anywhere */
             json_object_set_new(m, "id", json_integer((json_int_t)gid));
             relay_message(r, m, 0);
         } else {
@@ -212,6 +220,7 @@ static void relay_upstream_msg(relay *r, const char *data, size_t len)
         free(orig);
     } else if (is_resp) {
         if (json_is_integer(id) && (uint64_t)json_integer_value(id) == r->up_id) {
+            trace_call_outcome(&r->tc, r->req, m);
             json_object_set(m, "id", r->client_id);
             r->answered = 1;
             relay_message(r, m, 1);
@@ -281,6 +290,7 @@ static void auth_refused(relay *r, long status)
 static void on_done(up_call *c, void *ud, const char *err)
 {
     relay *r = ud;
+    trace_call_done(&r->tc, r->status, err);
     r->call = NULL;
     r->in_cb = 1;
     if (!r->req && !r->detached) { relay_free(r); return; }
@@ -506,6 +516,7 @@ void relay_set_level_all(worker *w, http_req *req, json_t *id, const char *gw_si
 static void on_notified(void *ud, json_t *resp, const char *err, long status, const char *sid)
 {
     relay *r = ud;
+    trace_call_done(&r->tc, status, err);
     r->rpc = NULL;
     r->in_cb = 1;
     if (!r->req) { relay_free(r); return; }
@@ -515,6 +526,7 @@ static void on_notified(void *ud, json_t *resp, const char *err, long status, co
     char stored[192];
     snprintf(stored, sizeof stored, "%s %s", r->up_version, r->up_session ? r->up_session : "");
     session_set_upstream(r->w->gw->sessions, r->gw_sid, r->server, stored);
+    redis_note_upstream(r->w, r->gw_sid, r->server, stored);   /* for the other replicas */
     char level[16];
     if (session_get_level(r->w->gw->sessions, r->gw_sid, level, sizeof level) == 0)
         send_level(r->w, r->server, &r->who, r->up_version, r->up_session, level, ignore_answer, NULL);
@@ -529,6 +541,7 @@ static void on_notified(void *ud, json_t *resp, const char *err, long status, co
 static void on_initialized(void *ud, json_t *resp, const char *err, long status, const char *sid)
 {
     relay *r = ud;
+    trace_call_done(&r->tc, status, err);
     r->rpc = NULL;
     r->in_cb = 1;
     if (!r->req) { relay_free(r); return; }
@@ -553,17 +566,19 @@ static void on_cred(void *ud, char *auth, const char *err)
     relay *r = ud;
     r->cred_op = NULL;
     r->in_cb = 1;
-    if (!r->req && !r->detached) { free(auth); relay_free(r); return; }
-    if (err) {
+    log_req prev = trace_call_log(&r->tc);   /* this comes from the credential's fetch, not the call */
+    if (!r->req && !r->detached) { free(auth); relay_free(r); }
+    else if (err) {
         free(auth);
         relay_error(r, JR_INTERNAL_ERROR, "authentication to upstream server %s failed: %s", err);
         relay_free(r);
-        return;
+    } else {
+        free(r->auth);
+        r->auth = auth;
+        r->auth_ready = 1;
+        relay_step(r);
     }
-    free(r->auth);
-    r->auth = auth;
-    r->auth_ready = 1;
-    relay_step(r);
+    log_request(prev.id, prev.trace_id);
 }
 
 static void relay_step(relay *r)
@@ -583,6 +598,8 @@ static void relay_step(relay *r)
     }
     up_req u;
     up_base(r, &u);
+    static const char *const step_method[] = {"initialize", "notifications/initialized", NULL};   /* NULL: the client's */
+    trace_call_send(&r->tc, &u, step_method[r->step], r->msg);   /* ids, traceparent, a CLIENT span */
     switch (r->step) {
     case RL_INIT: {
         u.session_id = u.protocol_version = NULL;
@@ -641,6 +658,22 @@ static void relay_step(relay *r)
     r->in_cb = 0;   /* waiting for the upstream now */
 }
 
+/* The session's shared state is loaded (or Redis did not answer in time): on with the upstream session it
+ * names, or a new one. */
+static void relay_refreshed(void *ud)
+{
+    relay *r = ud;
+    r->redis_op = NULL;
+    r->in_cb = 1;
+    if (session_get_upstream(r->w->gw->sessions, r->gw_sid, r->server, r->up_sid, sizeof r->up_sid) == 0) {
+        split_up_sid(r);
+        r->step = RL_CALL;
+    } else {
+        r->step = RL_INIT;
+    }
+    relay_step(r);
+}
+
 void relay_start(worker *w, http_req *req, const char *gw_sid, const session_claims *cl, size_t server, json_t *msg)
 {
     gw_server_cfg *srv = &w->gw->cfg->servers[server];
@@ -654,6 +687,7 @@ void relay_start(worker *w, http_req *req, const char *gw_sid, const session_cla
         json_decref(msg);
         return;
     }
+    int loaded = redis_req_loaded(req);   /* its session's shared state was just loaded (redis.h) */
     relay *r = calloc(1, sizeof *r);
     if (!r) {
         __atomic_sub_fetch(&srv->inflight, 1, __ATOMIC_RELAXED);
@@ -669,6 +703,7 @@ void relay_start(worker *w, http_req *req, const char *gw_sid, const session_cla
     r->client_caps = cl->client_caps;
     r->msg = msg;
     r->client_id = json_incref(json_object_get(msg, "id"));
+    trace_call_start(&r->tc, w, req, server);
     snprintf(r->gw_sid, sizeof r->gw_sid, "%s", gw_sid);
     if (upcred_needs_caller(w->gw->cfg, server)) upcred_caller(w->gw, req, cl, gw_sid, &r->who);
     buf_init(&r->body, (size_t)w->gw->cfg->max_upstream_response);
@@ -680,6 +715,9 @@ void relay_start(worker *w, http_req *req, const char *gw_sid, const session_cla
     if (session_get_upstream(w->gw->sessions, gw_sid, server, r->up_sid, sizeof r->up_sid) == 0) {
         split_up_sid(r);
         r->step = RL_CALL;
+    } else if (!loaded && (r->redis_op = redis_session_refresh(w, gw_sid, relay_refreshed, r))) {
+        r->in_cb = 0;   /* another replica may have started this upstream session: asked Redis first */
+        return;
     } else {
         r->step = RL_INIT;
     }
@@ -695,9 +733,15 @@ void relay_send_upstream(worker *w, const char *gw_sid, size_t server, json_t *m
     char *sp = strchr(stored, ' ');
     if (!sp || !sp[1]) return;
     *sp = '\0';
+    relay_send_upstream_as(w, gw_sid, server, stored, sp + 1, msg);
+}
+
+void relay_send_upstream_as(worker *w, const char *gw_sid, size_t server, const char *version, const char *up_session,
+                            json_t *msg)
+{
     upcred_who who = {0};
     if (upcred_needs_caller(w->gw->cfg, server)) upcred_caller_of_session(w->gw, gw_sid, &who);
-    later *l = later_new(w, server, &who, stored, sp + 1);
+    later *l = later_new(w, server, &who, version, up_session);
     if (!l) return;
     if (!(l->body = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER))) { later_free(l); return; }
     later_go(l);

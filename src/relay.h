@@ -10,6 +10,9 @@ void relay_start(worker *w, http_req *req, const char *gw_sid, const session_cla
 /* Sends one message (a response or a notification, already rewritten) to the upstream session
  * this gateway session has with server; dropped when it has none. Nobody waits. */
 void relay_send_upstream(worker *w, const char *gw_sid, size_t server, json_t *msg);
+/* The same with the upstream session given (version, session id): from another replica, through Redis. */
+void relay_send_upstream_as(worker *w, const char *gw_sid, size_t server, const char *version, const char *up_session,
+                            json_t *msg);
 /* Ends an upstream session (DELETE, nobody waits) with the credential, CAs and headers of that
  * server (upcred.h), on behalf of the gateway session's caller. */
 void relay_end_upstream(worker *w, const char *gw_sid, size_t server, const char *version, const char *up_session);

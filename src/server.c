@@ -9,6 +9,7 @@
 #include "prm.h"
 #include "log.h"
 #include "mcp.h"
+#include "redis.h"
 #include "streams.h"
 #include <arpa/inet.h>
 #include <llhttp.h>
@@ -109,6 +110,7 @@ static void route(http_req *req, void *ctx)
     /* /mcp, or a virtual server's own endpoint /v/<name>/mcp (the name taken literally, slashes and all) */
     int vs = authz_vs_path(w->cfg, p);   /* -2: not that form; -1: no such virtual server */
     int is_mcp = !strcmp(p, "/mcp") || vs >= 0;
+    log_req prev = trace_req_begin(w, req, is_mcp);   /* request id and trace context: in every log line */
     const auth_identity *id = NULL;
     if (!strncmp(p, "/.well-known/oauth-protected-resource", 37) && (p[37] == '\0' || p[37] == '/'))
         prm_handle(w, req);   /* never behind auth */
@@ -123,7 +125,11 @@ static void route(http_req *req, void *ctx)
     } else {
         http_respond(req, 404, NULL, "application/json", "{\"error\":\"Not Found\"}", 21);
     }
+    log_request(prev.id, prev.trace_id);
 }
+
+/* A request that waited (redis.c: its session's shared state) is routed again from the start. */
+void server_redispatch(worker *w, http_req *req) { route(req, w); }
 
 /* ---- workers --------------------------------------------------------------------------------- */
 
@@ -138,6 +144,7 @@ static void on_http_closed(http_server *s, void *arg)
     w->up = NULL;
     auth_cache_free(w->auth);
     w->auth = NULL;
+    redis_worker_close(w);
     uv_close((uv_handle_t *)&w->wake, on_closed_handle);
     uv_close((uv_handle_t *)&w->keepalive, on_closed_handle);
 }
@@ -152,10 +159,10 @@ static void on_drain_timeout(uv_timer_t *t)
 static void on_wake(uv_async_t *a)
 {
     worker *w = a->data;
-    if (w->stopping == 1) {
+    if (__atomic_load_n(&w->stopping, __ATOMIC_ACQUIRE) == 1) {   /* set by the control loop */
         /* drain: no new connections, GET streams told to reconnect elsewhere, calls in flight
          * finish — for at most their upstream timeout, then whatever is left is closed */
-        w->stopping = 2;
+        __atomic_store_n(&w->stopping, 2, __ATOMIC_RELAXED);
         streams_close_all(w);
         uv_timer_stop(&w->keepalive);
         uv_timer_start(&w->keepalive, on_drain_timeout, (uint64_t)w->gw->cfg->upstream_timeout_ms + 2000, 0);
@@ -199,6 +206,7 @@ int server_start_worker(worker *w, const http_limits *lim)
     size_t slots = w->cfg->servers_cap > w->cfg->n_servers ? w->cfg->servers_cap : w->cfg->n_servers;
     w->calls = calloc(slots ? slots : 1, sizeof *w->calls);   /* every slot a reload may add */
     if (!w->http || !w->up || !w->auth) return -1;
+    redis_worker_open(w);
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->keepalive);
@@ -211,7 +219,7 @@ int server_start_worker(worker *w, const http_limits *lim)
 
 void server_stop_worker(worker *w)
 {
-    w->stopping = 1;
+    __atomic_store_n(&w->stopping, 1, __ATOMIC_RELEASE);
     uv_async_send(&w->wake);
 }
 

@@ -12,4 +12,6 @@ int  server_check_free(const struct sockaddr_storage *ss, char *err, size_t errl
 int  server_start_worker(worker *w, const http_limits *lim);   /* w->gw, idx, listen_fd set */
 void server_stop_worker(worker *w);                            /* from any thread */
 void server_join_worker(worker *w);
+/* Routes req again from the start (auth, then the handler): after it waited for shared state. */
+void server_redispatch(worker *w, http_req *req);
 #endif

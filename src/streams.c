@@ -3,6 +3,7 @@
 #include "catalog.h"
 #include "log.h"
 #include "mcp.h"
+#include "redis.h"
 #include "sse.h"
 #include "upcred.h"
 #include <stdio.h>
@@ -76,6 +77,7 @@ static void stream_send(mcp_stream *s, const char *json, size_t len)
     int wi;
     uint64_t tok;
     session_event_add(s->w->gw->sessions, s->sid, s->id, s->seq, json, len, &wi, &tok);
+    redis_note_event(s->w, s->sid, s->id, s->seq, json, len);
     buf b;
     buf_init(&b, len + 128);
     buf_append(&b, head, (size_t)n);
@@ -119,6 +121,7 @@ static void on_up_event(void *ud, const char *event, const char *data, size_t le
             json_decref(m);
             return;
         }
+        redis_note_pending(w, s->sid, gid, g->server, g->stored, g->stored + strlen(g->stored) + 1, orig);
         free(orig);
         json_object_set_new(m, "id", json_integer((json_int_t)gid));
     }
@@ -261,6 +264,13 @@ static int parse_event_id(const char *v, char stream[24], uint64_t *seq)
 
 void streams_open(worker *w, http_req *req, const char *sid, const session_claims *cl)
 {
+    const char *last = http_req_header(req, "last-event-id");
+    char stream[24];
+    uint64_t seq = 0;
+    /* a stream this process has no events of may be another replica's: its events are in Redis */
+    if (last && parse_event_id(last, stream, &seq) == 0 && !session_has_stream(w->gw->sessions, sid, stream) &&
+        redis_resume_stream(w, req, sid, cl, stream, seq))
+        return;
     streams_open_replayed(w, req, sid, cl, NULL, 0);
 }
 

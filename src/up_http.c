@@ -58,6 +58,8 @@ struct up_call {
     int                too_big;
     int                added;        /* in the multi handle */
     int                finishing;    /* in check_done: freed there, whatever happens */
+    char               rid[65];      /* the client request's id and trace id, for log lines */
+    char               tid[33];
     up_call           *prev, *next;
     up_call           *qnext;        /* on u->deferred or u->dead */
 };
@@ -381,7 +383,9 @@ static void send_head(up_call *c)
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     if (c->cb.on_head) {
         c->in_callback = 1;
+        log_req prev = log_request(c->rid, c->tid);
         c->cb.on_head(c, c->ud, status, c->content_type, c->session_id[0] ? c->session_id : NULL);
+        log_request(prev.id, prev.trace_id);
         c->in_callback = 0;
     }
 }
@@ -428,7 +432,9 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
     if (c->cancelled) return 0;
     if (c->cb.on_data) {
         c->in_callback = 1;
+        log_req prev = log_request(c->rid, c->tid);
         c->cb.on_data(c, c->ud, p, len);
+        log_request(prev.id, prev.trace_id);
         c->in_callback = 0;
     }
     return c->cancelled ? 0 : len;
@@ -457,7 +463,9 @@ static void check_done(upclient *u)
             if (!err) send_head(c);
             if (!c->cancelled && c->cb.on_done) {
                 c->in_callback = 1;
+                log_req prev = log_request(c->rid, c->tid);
                 c->cb.on_done(c, c->ud, err);
+                log_request(prev.id, prev.trace_id);
             }
         }
         call_free(c);
@@ -584,6 +592,17 @@ up_call *upclient_send(upclient *u, const up_req *r, const up_callbacks *cb, voi
         }
     }
     for (size_t i = 0; i < r->n_headers; i++) h = curl_slist_append(h, r->headers[i]);
+    if (r->traceparent) {   /* checked or made by trace.c: hex and dashes */
+        snprintf(line, sizeof line, "traceparent: %s", r->traceparent);
+        h = curl_slist_append(h, line);
+        char ts[600];
+        if (r->tracestate && strlen(r->tracestate) < sizeof ts - 16) {   /* ≤ 512 bytes of visible ASCII (trace.c) */
+            snprintf(ts, sizeof ts, "tracestate: %s", r->tracestate);
+            h = curl_slist_append(h, ts);
+        }
+    }
+    if (r->request_id) { size_t n = strnlen(r->request_id, sizeof c->rid - 1); memcpy(c->rid, r->request_id, n); c->rid[n] = '\0'; }
+    if (r->trace_id) { size_t n = strnlen(r->trace_id, sizeof c->tid - 1); memcpy(c->tid, r->trace_id, n); c->tid[n] = '\0'; }
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     if (r->tls_server_name && !strncasecmp(r->url, "https://", 8) && set_server_name(c, r, &h) < 0) {
         curl_slist_free_all(h);

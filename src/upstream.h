@@ -39,6 +39,10 @@ typedef struct up_req {
     size_t      max_body;          /* cap on the response body; 0 = none */
     int         at_most_once;      /* POST: never sent twice — when a reused connection dies before
                                     * the answer, the call fails instead of libcurl resending it */
+    const char *traceparent;       /* W3C trace context to send (trace.h), or NULL */
+    const char *tracestate;
+    const char *request_id;        /* the client request this is made for: its log lines carry it */
+    const char *trace_id;          /* (hex) likewise, when traced */
 } up_req;
 
 typedef struct up_callbacks {

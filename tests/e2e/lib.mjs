@@ -22,6 +22,9 @@ export const EVERYTHING_JS = path.join(ROOT, "tests/node_modules/@modelcontextpr
 export const LOG_DIR = process.env.TEST_LOG_DIR || path.join(BUILD_DIR, "test-logs");
 export const PROTOCOL_VERSION = "2025-11-25";
 /** A fixed test key (>= 32 bytes) for GATEWAY_SIGNING_KEY. */
+/** How long a started process may take to listen: it fails at once when the process exits, so only a
+ * loaded machine (CI's 2 cores running node, clang and the gateway together) needs the margin. */
+export const START_TIMEOUT = 30000;
 export const SIGNING_KEY = "e2e-test-signing-key-0123456789abcdef-0123456789";
 
 // name of the running suite file ("10-federation"), used to prefix log files
@@ -212,7 +215,7 @@ export async function startExample({ name = "server1", port, tools, args = [], l
   port ??= await freePort();
   const a = ["--port", String(port), "--name", name, ...(tools ? ["--tools", tools] : []), ...args];
   const p = spawnProc(logName || `example-${name}`, EXAMPLE_BIN, a);
-  await waitPort(port, { proc: p, what: `example server ${name} on port ${port}` });
+  await waitPort(port, { proc: p, timeout: START_TIMEOUT, what: `example server ${name} on port ${port}` });
   p.port = port;
   p.url = `http://127.0.0.1:${port}/mcp`;
   return p;
@@ -222,7 +225,7 @@ export async function startExample({ name = "server1", port, tools, args = [], l
 export async function startEverything({ port, logName = "everything" } = {}) {
   port ??= await freePort();
   const p = spawnProc(logName, process.execPath, [EVERYTHING_JS, "streamableHttp"], { env: { PORT: String(port) } });
-  await waitPort(port, { proc: p, what: `server-everything on port ${port}` });
+  await waitPort(port, { proc: p, timeout: START_TIMEOUT, what: `server-everything on port ${port}` });
   p.port = port;
   p.url = `http://127.0.0.1:${port}/mcp`;
   return p;
@@ -245,7 +248,7 @@ export async function startGateway({ servers, config, port, args = [], env = {},
   p.base = `http://127.0.0.1:${port}`;
   p.url = `${p.base}/mcp`;
   p.config = config;
-  await waitHttp(`${p.base}/healthz`, { proc: p, what: `gateway /healthz on port ${port}` });
+  await waitHttp(`${p.base}/healthz`, { proc: p, timeout: START_TIMEOUT, what: `gateway /healthz on port ${port}` });
   return p;
 }
 
@@ -567,7 +570,8 @@ export async function startIdp({ port, autoApprove = false, hooks = true, env = 
   const p = spawnProc(logName, process.execPath, [IDP_JS], { env: {
     IDP_PORT: String(port), ISSUER: issuer, AUTO_APPROVE: autoApprove ? "1" : "", IDP_TEST_HOOKS: hooks ? "1" : "",
     RESOURCE: "", DEFAULT_RESOURCE: "", ALG: "RS256", TOKEN_TTL: "1800", ...env } });
-  await waitHttp(`${issuer}/.well-known/openid-configuration`, { proc: p, ok: (s) => s === 200, what: `dev IdP on port ${port}` });
+  await waitHttp(`${issuer}/.well-known/openid-configuration`, { proc: p, ok: (s) => s === 200, timeout: START_TIMEOUT,
+                                                                       what: `dev IdP on port ${port}` });
   Object.assign(p, {
     port, issuer, base: `http://127.0.0.1:${port}`,
     tokenUrl: `${issuer}/protocol/openid-connect/token`, jwksUrl: `${issuer}/protocol/openid-connect/certs`,

@@ -158,6 +158,35 @@ static void test_precedence(void **state)
     unsetenv("GATEWAY_SIGNING_KEY");
 }
 
+/* --log-level takes Kuadrant's numbers or their names; OTEL_* come from the environment only */
+static void test_log_level_names_otel(void **state)
+{
+    (void)state;
+    gw_config *c;
+    char err[256];
+    static const struct { const char *v; int level; } ok[] = {
+        {"debug", -4}, {"info", 0}, {"warn", 4}, {"error", 8}, {"WARN", 4}, {"-4", -4}, {"8", 8}, {"2", 2}};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        assert_int_equal(load(&c, err, sizeof err, "--log-level", ok[i].v, NULL), 0);
+        assert_int_equal(c->log_level, ok[i].level);
+        config_free(c);
+    }
+    assert_int_equal(load(&c, err, sizeof err, "--log-level", "verbose", NULL), -1);
+    assert_string_equal(err, "--log-level: 'verbose' is not a number");
+    assert_int_equal(load(&c, err, sizeof err, "--log-level", "debug=", NULL), -1);
+    assert_int_equal(load(&c, err, sizeof err, "--log-level", "9", NULL), -1);
+    setenv("MCP_GATEWAY_LOG_LEVEL", "error", 1);
+    setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", 1);
+    assert_int_equal(load(&c, err, sizeof err, NULL), 0);
+    assert_int_equal(c->log_level, 8);
+    assert_string_equal(c->otel_endpoint, "http://collector:4318");
+    assert_null(c->otel_traces_endpoint);
+    assert_string_equal(c->otel_service_name, "mcp-gateway");   /* default */
+    config_free(c);
+    unsetenv("MCP_GATEWAY_LOG_LEVEL");
+    unsetenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+}
+
 static void test_bounds(void **state)
 {
     (void)state;
@@ -497,6 +526,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_log_level_names_otel),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_units),
         cmocka_unit_test(test_unknown_flag),
