@@ -9,6 +9,11 @@
 #include "streams.h"
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <arpa/inet.h>
@@ -242,6 +247,8 @@ static struct {
     uint32_t  epoch;        /* atomic: +1 per (re)subscription */
     uint64_t  slow_logged;  /* atomic: when the last "did not answer in time" was logged (ms) */
     rconn    *sub;
+    int       tok_on;       /* tokens are shared (GATEWAY_SIGNING_KEY set) */
+    uint8_t   tok_key[32];  /* their sealing key */
 } R;
 
 static const char loaded_marker = 0;   /* req->ud of a request routed again after its load */
@@ -266,6 +273,9 @@ int redis_init(gateway *gw, char *err, size_t errlen)
     else snprintf(R.where, sizeof R.where, "%s:%d/%d", R.url.host, R.url.port, R.url.db);
     snprintf(R.chan, sizeof R.chan, "mcpgw:%d:ctl", R.url.db);
     if (R.url.query_ignored) log_warn("redis", "CACHE_CONNECTION_STRING: the ?parameters are ignored");
+    const char *sk = gw->cfg->signing_key;
+    if (sk && *sk && redis_token_key(sk, strlen(sk), R.tok_key) == 0) R.tok_on = 1;
+    else log_info("redis", "GATEWAY_SIGNING_KEY is not set: upstream tokens are not shared through Redis");
     return 0;
 }
 
@@ -784,13 +794,14 @@ void redis_note_event(worker *w, const char *sid, const char *stream, uint64_t s
 
 /* ---- waiting for Redis ------------------------------------------------------------------------------------------ */
 
-enum { OP_LOAD, OP_REFRESH, OP_RESP, OP_FETCH };
+enum { OP_LOAD, OP_REFRESH, OP_RESP, OP_FETCH, OP_TOK };
 
 struct redis_op {
     worker        *w;
     int            kind;
     http_req      *req;          /* OP_LOAD, OP_FETCH: the request waiting; NULL once the client left */
     void         (*cb)(void *ud);/* OP_REFRESH */
+    void         (*tcb)(void *ud, char *plain); /* OP_TOK */
     void          *ud;
     int            cancelled;
     int            got;          /* a reply was read */
@@ -852,7 +863,7 @@ static void op_parse(redis_op *o, redisReply *r)
         }
         o->n_kv &= ~(size_t)1;
         o->got = 1;
-    } else if (o->kind == OP_RESP) {
+    } else if (o->kind == OP_RESP || o->kind == OP_TOK) {
         if (r->type == REDIS_REPLY_STRING && (o->val = strndup(r->str, r->len))) o->val_len = r->len;
         o->got = 1;
     } else if (o->kind == OP_FETCH) {
@@ -995,8 +1006,16 @@ static void apply_state(redis_op *o)
 static void op_done(redis_op *o)
 {
     worker *w = o->w;
-    if (!o->replied && o->kind != OP_RESP) log_slow("a session goes on with this process's own state (lossy)");
+    if (!o->replied && o->kind == OP_TOK) log_slow("an upstream token is obtained without the shared cache");
+    else if (!o->replied && o->kind != OP_RESP) log_slow("a session goes on with this process's own state (lossy)");
     switch (o->kind) {
+    case OP_TOK: {
+        size_t n = 0;
+        char *plain = o->val ? redis_unseal(R.tok_key, o->pkey, o->val, o->val_len, &n) : NULL;
+        if (o->val && !plain) log_debug("redis", "a shared token does not open (another signing key?): ignored");
+        o->tcb(o->ud, plain);
+        break;
+    }
     case OP_LOAD:
     case OP_REFRESH:
         if (o->got) apply_state(o);
@@ -1145,6 +1164,160 @@ int redis_resume_stream(worker *w, http_req *req, const char *sid, const session
     req->ud = o;
     req->on_abort = op_req_abort;
     return 1;
+}
+
+/* ---- the shared token cache ------------------------------------------------------------------------------------- */
+
+#define TOK_INFO "mcp-gateway upstream-token cache v1"
+#define TOK_NONCE 12
+#define TOK_TAG 16
+
+int redis_tokens_enabled(void) { return R.enabled && R.tok_on; }
+
+void redis_token_name(const void *id, size_t n, char name[REDIS_TOKEN_NAME_MAX])
+{
+    uint8_t md[SHA256_DIGEST_LENGTH];
+    unsigned char *m = malloc(23 + n);
+    if (!m) abort();
+    memcpy(m, "mcp-gateway token name", 23);   /* its NUL too */
+    memcpy(m + 23, id, n);
+    SHA256(m, 23 + n, md);
+    free(m);
+    char hex[33];
+    for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    snprintf(name, REDIS_TOKEN_NAME_MAX, "mcpgw:t:{%s}", hex);
+}
+
+int redis_token_key(const char *signing_key, size_t n, uint8_t key[32])
+{
+    int rc = -1;
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    EVP_KDF_free(kdf);
+    if (!kctx) return -1;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)signing_key, n),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, TOK_INFO, sizeof TOK_INFO - 1),
+        OSSL_PARAM_construct_end(),
+    };
+    if (EVP_KDF_derive(kctx, key, 32, params) == 1) rc = 0;
+    EVP_KDF_CTX_free(kctx);
+    return rc;
+}
+
+char *redis_seal(const uint8_t key[32], const char *name, const void *plain, size_t n, size_t *outlen)
+{
+    if (n > (1u << 20)) return NULL;
+    size_t raw_len = TOK_NONCE + n + TOK_TAG;
+    unsigned char *raw = malloc(raw_len);
+    char *out = malloc(3 + b64url_enc_len(raw_len) + 1);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int ok = raw && out && c && RAND_bytes(raw, TOK_NONCE) == 1, len = 0;
+    ok = ok && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, TOK_NONCE, NULL) == 1 &&
+         EVP_EncryptInit_ex(c, NULL, NULL, key, raw) == 1 &&
+         EVP_EncryptUpdate(c, NULL, &len, (const unsigned char *)name, (int)strlen(name)) == 1 &&
+         EVP_EncryptUpdate(c, raw + TOK_NONCE, &len, plain, (int)n) == 1 && (size_t)len == n &&
+         EVP_EncryptFinal_ex(c, raw + TOK_NONCE + n, &len) == 1 &&
+         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TOK_TAG, raw + TOK_NONCE + n) == 1;
+    EVP_CIPHER_CTX_free(c);
+    if (ok) {
+        memcpy(out, "v1.", 3);
+        size_t m = b64url_encode(raw, raw_len, out + 3);
+        if (outlen) *outlen = 3 + m;
+    }
+    if (raw) OPENSSL_cleanse(raw, raw_len);
+    free(raw);
+    if (!ok) { free(out); return NULL; }
+    return out;
+}
+
+char *redis_unseal(const uint8_t key[32], const char *name, const char *sealed, size_t n, size_t *outlen)
+{
+    if (n < 3 || memcmp(sealed, "v1.", 3) || n > (2u << 20)) return NULL;
+    size_t raw_len = 0;
+    unsigned char *raw = malloc(b64url_dec_len(n - 3) + 1);
+    if (!raw || b64url_decode(sealed + 3, n - 3, raw, &raw_len) || raw_len < TOK_NONCE + TOK_TAG) {
+        free(raw);
+        return NULL;
+    }
+    size_t m = raw_len - TOK_NONCE - TOK_TAG;
+    char *out = malloc(m + 1);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int len = 0;
+    int ok = out && c && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, TOK_NONCE, NULL) == 1 &&
+             EVP_DecryptInit_ex(c, NULL, NULL, key, raw) == 1 &&
+             EVP_DecryptUpdate(c, NULL, &len, (const unsigned char *)name, (int)strlen(name)) == 1 &&
+             EVP_DecryptUpdate(c, (unsigned char *)out, &len, raw + TOK_NONCE, (int)m) == 1 && (size_t)len == m &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TOK_TAG, raw + TOK_NONCE + m) == 1 &&
+             EVP_DecryptFinal_ex(c, (unsigned char *)out + m, &len) == 1;
+    EVP_CIPHER_CTX_free(c);
+    OPENSSL_cleanse(raw, raw_len);
+    free(raw);
+    if (!ok) {
+        if (out) OPENSSL_cleanse(out, m);
+        free(out);
+        return NULL;
+    }
+    out[m] = '\0';
+    if (outlen) *outlen = m;
+    return out;
+}
+
+/* The worker whose loop this is, or NULL (the control loop). */
+static worker *worker_of(uv_loop_t *loop)
+{
+    gateway *gw = R.gw;
+    for (int i = 0; gw && i < gw->n_workers; i++)
+        if (&gw->workers[i].loop == loop) return &gw->workers[i];
+    return NULL;
+}
+
+redis_op *redis_token_get(uv_loop_t *loop, const char *name, uint64_t timeout_ms, void (*cb)(void *ud, char *plain),
+                          void *ud)
+{
+    worker *w;
+    if (!redis_tokens_enabled() || !(w = worker_of(loop)) || !ready_conn(w)) return NULL;
+    redis_op *o = op_new(w, OP_TOK, "");
+    if (!o) return NULL;
+    o->tcb = cb;
+    o->ud = ud;
+    snprintf(o->pkey, sizeof o->pkey, "%s", name);
+    rargs a = {0};
+    args(&a, "GET");
+    args(&a, o->pkey);
+    return op_send(o, timeout_ms, &a) ? NULL : o;
+}
+
+void redis_token_set(uv_loop_t *loop, const char *name, const char *plain, uint64_t ttl_ms)
+{
+    worker *w;
+    rconn *c;
+    if (!redis_tokens_enabled() || !(w = worker_of(loop)) || !(c = ready_conn(w)) || !ttl_ms) return;
+    size_t n = 0;
+    char *v = redis_seal(R.tok_key, name, plain, strlen(plain), &n);
+    if (!v) return;
+    rargs a = {0};
+    args(&a, "SET");
+    args(&a, name);
+    arg(&a, v, n);
+    args(&a, "PX");
+    argu(&a, ttl_ms);
+    send_cmd(c, "SET (token)", &a);
+    free(v);
+}
+
+void redis_token_del(uv_loop_t *loop, const char *name)
+{
+    worker *w;
+    rconn *c;
+    if (!redis_tokens_enabled() || !(w = worker_of(loop)) || !(c = ready_conn(w))) return;
+    rargs a = {0};
+    args(&a, "DEL");
+    args(&a, name);
+    send_cmd(c, "DEL (token)", &a);
 }
 
 /* ---- the channel (control loop) ---------------------------------------------------------------------------------- */

@@ -19,6 +19,13 @@
  *                      answered through another replica; each process applies them to the entries it has
  *                      (and opens the upstream's GET stream when it holds the client's).
  *
+ *   mcpgw:t:{H}        an upstream token the gateway obtained (RFC 8693 token exchange per caller, or its
+ *                      own client-credentials token), sealed: "v1." base64url(nonce ‖ AES-256-GCM(
+ *                      "<until ms> <Authorization value>") ‖ tag), the key name as AAD, the key
+ *                      HKDF-SHA256(GATEWAY_SIGNING_KEY, info "mcp-gateway upstream-token cache v1"); H
+ *                      hashes the caller's cache key and the server's IdP settings (no token, no subject).
+ *                      PX: until the token stops being used. Not shared without GATEWAY_SIGNING_KEY.
+ *
  * K is the hex of the first 16 bytes of SHA-256(session id): the id, a bearer credential, is in no key.
  * Every key expires with the session id (EXPIREAT its expiry); mcpgw:p:* after the upstream timeout + 60 s.
  *
@@ -98,4 +105,27 @@ void redis_note_event(worker *w, const char *sid, const char *stream, uint64_t s
  * from Redis, then streams_open_replayed() goes on (with nothing after a timeout). 1 when it waits. */
 int  redis_resume_stream(worker *w, http_req *req, const char *sid, const session_claims *cl, const char *stream,
                          uint64_t after);
+
+/* ---- upcred.c: the shared token cache (mcpgw:t:{H}) ---- */
+#define REDIS_TOKEN_NAME_MAX 48
+/* Sharing tokens is on: Redis configured and GATEWAY_SIGNING_KEY set. */
+int  redis_tokens_enabled(void);
+/* "mcpgw:t:{H}": H the hex of SHA-256("mcp-gateway token name" ‖ id)[0..16]. */
+void redis_token_name(const void *id, size_t n, char name[REDIS_TOKEN_NAME_MAX]);
+/* HKDF-SHA256(signing key, info "mcp-gateway upstream-token cache v1") → key. 0 or -1. */
+int  redis_token_key(const char *signing_key, size_t n, uint8_t key[32]);
+/* AES-256-GCM with a random 12-byte nonce, name as AAD: "v1." base64url(nonce ‖ ciphertext ‖ tag), malloc'd
+ * (NUL-terminated, *outlen its length). NULL on failure. */
+char *redis_seal(const uint8_t key[32], const char *name, const void *plain, size_t n, size_t *outlen);
+/* The inverse: the plaintext (malloc'd, NUL-terminated, *outlen its length) or NULL when the value is malformed,
+ * was sealed under another key or for another name, or was altered. */
+char *redis_unseal(const uint8_t key[32], const char *name, const char *sealed, size_t n, size_t *outlen);
+/* On loop (a worker's; others have no connection): GET name, at most timeout_ms, then cb(ud, plaintext or NULL)
+ * on that loop (the callee frees the plaintext). NULL (and no cb) when nothing was sent (Redis down, off, or
+ * another loop). */
+redis_op *redis_token_get(uv_loop_t *loop, const char *name, uint64_t timeout_ms, void (*cb)(void *ud, char *plain),
+                          void *ud);
+/* Fire-and-forget: SET name sealed(plain) PX ttl_ms; DEL name. Nothing when Redis is down. */
+void redis_token_set(uv_loop_t *loop, const char *name, const char *plain, uint64_t ttl_ms);
+void redis_token_del(uv_loop_t *loop, const char *name);
 #endif

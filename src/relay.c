@@ -270,7 +270,7 @@ static void on_data(up_call *c, void *ud, const char *d, size_t n)
  * (never the upstream's body). The relay is gone or waiting again when this returns. */
 static void auth_refused(relay *r, long status)
 {
-    if (status == 401 && !r->auth_retried && upcred_rejected(r->w->gw, r->server, &r->who, r->auth)) {
+    if (status == 401 && !r->auth_retried && upcred_rejected(r->w->gw, &r->w->loop, r->server, &r->who, r->auth)) {
         r->auth_retried = 1;
         free(r->auth);
         r->auth = NULL;

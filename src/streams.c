@@ -135,7 +135,7 @@ static void on_up_head(up_call *c, void *ud, long status, const char *ctype, con
 {
     upget *g = ud;
     if (status == 401)   /* the next GET gets a fresh credential */
-        upcred_rejected(g->s->w->gw, g->server, &g->s->who, g->auth);
+        upcred_rejected(g->s->w->gw, &g->s->w->loop, g->server, &g->s->who, g->auth);
 }
 
 static void on_up_data(up_call *c, void *ud, const char *d, size_t n)

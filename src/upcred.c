@@ -5,6 +5,7 @@
 #include "b64.h"
 #include "buf.h"
 #include "log.h"
+#include "redis.h"
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -24,6 +25,8 @@
 #define OPAQUE_CALLER_MS 300000        /* a caller token that is no JWT: kept this long after its last use */
 #define POLL_FIRST_MS    2
 #define POLL_MAX_MS      32
+#define SHARED_WAIT_MS   200           /* a miss waits this long for the shared cache (Redis) */
+#define SHARED_MIN_MS    1000          /* a shared token used for less than this: fetched anew */
 
 static const char GRANT_EXCHANGE[] = "urn:ietf:params:oauth:grant-type:token-exchange";
 static const char TYPE_ACCESS[] = "urn:ietf:params:oauth:token-type:access_token";
@@ -57,6 +60,8 @@ struct fetch {
     size_t      server;
     uint8_t     key[16];
     int64_t     cap_ms;        /* T_EXCHANGE: the caller's token's exp */
+    redis_op   *rop;           /* a look in the shared cache (then no call yet) */
+    upclient  **up;            /* its loop's upstream client, for the fetch after a shared miss */
     long        status;
     buf         body;
 };
@@ -527,6 +532,40 @@ static void reread_secret(size_t server, int kind)
     free(v);
 }
 
+/* The entry's name in the shared cache (redis.h): hashes the kind, the caller's key and the server's IdP
+ * settings, never a token or a subject in clear. */
+static void shared_name(int kind, size_t server, const uint8_t key[16], char name[REDIS_TOKEN_NAME_MAX])
+{
+    const gw_oauth_client_cfg *o = kind == T_EXCHANGE ? cred(server)->exchange : cred(server)->client;
+    buf b;
+    buf_init(&b, 1 << 20);
+    buf_append(&b, kind == T_EXCHANGE ? "x" : "c", 2);
+    buf_append(&b, key, 16);
+    const char *parts[] = {U.srv[server].cfg->name, o->token_url, o->client_id, o->audience, o->scope, o->resource};
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        const char *p = parts[i] ? parts[i] : "";
+        buf_append(&b, p, strlen(p) + 1);
+    }
+    redis_token_name(b.data ? b.data : "", b.len, name);
+    buf_free(&b);
+}
+
+/* A token obtained: written to the shared cache until it stops being used here ("<until ms> <value>"). */
+static void shared_put(uv_loop_t *loop, int kind, size_t server, const uint8_t key[16], const char *value,
+                       int64_t until, int64_t now)
+{
+    if (!redis_tokens_enabled() || until - now < SHARED_MIN_MS) return;
+    char name[REDIS_TOKEN_NAME_MAX];
+    shared_name(kind, server, key, name);
+    size_t n = strlen(value) + 32;
+    char *plain = malloc(n);
+    if (!plain) return;
+    snprintf(plain, n, "%lld %s", (long long)until, value);
+    redis_token_set(loop, name, plain, (uint64_t)(until - now));
+    OPENSSL_cleanse(plain, strlen(plain));
+    free(plain);
+}
+
 static void fetch_done(up_call *c, void *ud, const char *cerr)
 {
     fetch *f = ud;
@@ -550,6 +589,7 @@ static void fetch_done(up_call *c, void *ud, const char *cerr)
     }
     if (err[0]) log_warn(name, "%s", err);
     else log_debug(name, "%s: token obtained, used for %lld s", what(f->kind), (long long)((until - now) / 1000));
+    if (value) shared_put(f->loop, f->kind, f->server, f->key, value, until, now);
 
     pthread_mutex_lock(&U.lock);
     fetch_unlink(f);
@@ -634,6 +674,97 @@ static int fetch_start(gateway *gw, uv_loop_t *loop, upclient *up, tok *t, const
     return 0;
 }
 
+/* ---- the shared cache (Redis) ------------------------------------------------------------------ */
+
+static void shared_got(void *ud, char *plain);
+
+/* Entry t (locked, fetching set) is looked up in the shared cache: 0 when the look started (it ends in
+ * shared_got), -1 when there is none to make. */
+static int shared_start(gateway *gw, uv_loop_t *loop, upclient **up, tok *t)
+{
+    if (!redis_tokens_enabled()) return -1;
+    fetch *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->loop = loop;
+    f->gw = gw;
+    f->kind = t->kind;
+    f->server = t->server;
+    f->up = up;
+    memcpy(f->key, t->key, 16);
+    char name[REDIS_TOKEN_NAME_MAX];
+    shared_name(t->kind, t->server, t->key, name);
+    if (!(f->rop = redis_token_get(loop, name, SHARED_WAIT_MS, shared_got, f))) {
+        free(f);
+        return -1;
+    }
+    t->fetch = f;
+    t->fetch_deadline_ms = now_ms() + SHARED_WAIT_MS + gw->cfg->upstream_timeout_ms + 5000;
+    f->next = U.fetches;
+    if (U.fetches) U.fetches->prev = f;
+    U.fetches = f;
+    return 0;
+}
+
+/* The shared cache answered (plain: "<until ms> <value>", or NULL: nothing usable, Redis slow or down). */
+static void shared_got(void *ud, char *plain)
+{
+    fetch *f = ud;
+    int64_t now = now_ms(), until = 0;
+    char *value = NULL, *sp = plain ? strchr(plain, ' ') : NULL;
+    if (sp && sp[1]) {
+        until = strtoll(plain, NULL, 10);
+        value = strdup(sp + 1);
+    }
+    if (plain) {
+        OPENSSL_cleanse(plain, strlen(plain));
+        free(plain);
+    }
+    const char *name = U.srv[f->server].cfg->name;
+    char err[256] = "";
+    pthread_mutex_lock(&U.lock);
+    fetch_unlink(f);
+    tok *t = find(f->kind, f->server, f->key);
+    if (!t || t->fetch != f) {
+        pthread_mutex_unlock(&U.lock);
+        goto out;
+    }
+    t->fetch = NULL;
+    tok *c = f->kind == T_EXCHANGE ? find(T_CALLER, SIZE_MAX, f->key) : NULL;
+    int caller_ok = f->kind != T_EXCHANGE || (c && c->value && now < c->until_ms);
+    if (value && caller_ok) {
+        if (c && until > c->until_ms) until = c->until_ms;   /* never past the caller's own token */
+        if (until - now >= SHARED_MIN_MS) {
+            t->fetching = 0;
+            t->gen++;
+            free(t->value);
+            t->value = value;
+            value = NULL;
+            t->until_ms = until;
+            t->err[0] = '\0';
+            t->err_until_ms = 0;
+            log_debug(name, "%s: token taken from the shared cache, used for %lld s", what(f->kind),
+                      (long long)((until - now) / 1000));
+            resume_local(f->loop, t);   /* unlocks */
+            goto out;
+        }
+    }
+    if (!caller_ok) snprintf(err, sizeof err, "token exchange needs the caller's token, and none is at hand");
+    else if (!*f->up) snprintf(err, sizeof err, "the gateway is stopping");
+    else if (fetch_start(f->gw, f->loop, *f->up, t, c ? c->value : NULL, c ? c->until_ms : 0, err, sizeof err) == 0) {
+        pthread_mutex_unlock(&U.lock);
+        goto out;
+    }
+    t->fetching = 0;
+    t->gen++;
+    snprintf(t->err, sizeof t->err, "%s", err);
+    t->err_until_ms = now + FAIL_REMEMBER_MS;
+    resume_local(f->loop, t);   /* unlocks */
+out:
+    if (value) OPENSSL_cleanse(value, strlen(value));
+    free(value);
+    free(f);
+}
+
 /* ---- acquiring -------------------------------------------------------------------------------- */
 
 /* One look at the entry for (kind, server, key), starting a fetch when it needs one. Locks. For
@@ -702,6 +833,10 @@ static int acquire(gateway *gw, uv_loop_t *loop, upclient **up, int kind, size_t
         cap = c->until_ms;   /* the caller's exp (or, for an opaque token, its last use + 5 minutes) */
     }
     t->fetching = 1;
+    if (shared_start(gw, loop, up, t) == 0) {   /* a look in the shared cache first */
+        pthread_mutex_unlock(&U.lock);
+        return UPCRED_PENDING;
+    }
     if (fetch_start(gw, loop, *up, t, subject, cap, err, errlen) < 0) {
         t->fetching = 0;
         t->gen++;
@@ -879,7 +1014,7 @@ int upcred_get(gateway *gw, uv_loop_t *loop, upclient **up, size_t server, const
 
 /* ---- 401 ------------------------------------------------------------------------------------- */
 
-int upcred_rejected(gateway *gw, size_t server, const upcred_who *who, const char *auth)
+int upcred_rejected(gateway *gw, uv_loop_t *loop, size_t server, const upcred_who *who, const char *auth)
 {
     upcred_init(gw->cfg);
     int src = source(server, who);
@@ -890,8 +1025,14 @@ int upcred_rejected(gateway *gw, size_t server, const upcred_who *who, const cha
             if (!who->set) return 0;
             memcpy(key, who->key, 16);
         }
+        int kind = src == SRC_EXCHANGE ? T_EXCHANGE : T_CLIENT;
+        if (loop && redis_tokens_enabled()) {   /* the other replicas must not hand it out again */
+            char rname[REDIS_TOKEN_NAME_MAX];
+            shared_name(kind, server, key, rname);
+            redis_token_del(loop, rname);
+        }
         pthread_mutex_lock(&U.lock);
-        tok *t = find(src == SRC_EXCHANGE ? T_EXCHANGE : T_CLIENT, server, key);
+        tok *t = find(kind, server, key);
         if (t && t->value && auth && !strcmp(t->value, auth)) {
             free(t->value);
             t->value = NULL;
@@ -960,7 +1101,8 @@ void upcred_loop_stop(uv_loop_t *loop)
     while (dead) {
         fetch *f = dead;
         dead = f->next;
-        up_call_cancel(f->call);
+        if (f->call) up_call_cancel(f->call);
+        redis_cancel(f->rop);
         buf_free(&f->body);
         free(f);
     }

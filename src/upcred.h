@@ -72,9 +72,9 @@ int  upcred_get(gateway *gw, uv_loop_t *loop, upclient **up, size_t server, cons
 void upcred_cancel(upcred_op *op);   /* fn is not called */
 
 /* The upstream answered 401 (or 403) to a request sent with auth (as upcred_get gave it): drop
- * that token, read a credential file again. Returns 1 when another attempt may get another
+ * that token (also from the shared cache, through loop's Redis connection), read a credential file again. Returns 1 when another attempt may get another
  * credential (once per request: the caller keeps count), 0 when it would be the same. */
-int  upcred_rejected(gateway *gw, size_t server, const upcred_who *who, const char *auth);
+int  upcred_rejected(gateway *gw, uv_loop_t *loop, size_t server, const upcred_who *who, const char *auth);
 
 /* The loop is stopping (before its upclient is freed): its waiters get "the gateway is stopping",
  * its fetches are dropped. */

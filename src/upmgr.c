@@ -156,7 +156,7 @@ static void server_failed(up_server *s, const char *what, const char *err, long 
         publish(s->m, 0);
     }
     if (status == 401 && !s->auth_retried && !s->m->stopping &&
-        upcred_rejected(s->m->gw, s->idx, NULL, s->auth)) {   /* once: a fresh credential, the step again */
+        upcred_rejected(s->m->gw, s->m->loop, s->idx, NULL, s->auth)) {   /* once: a fresh credential, the step again */
         s->auth_retried = 1;
         if (s->phase == PH_READY) do_ping(s);
         else server_step(s);

@@ -216,6 +216,69 @@ static void test_reap_forgets_when_shared(void **st)
     session_table_free(t);
 }
 
+/* The shared token cache: sealed values open only with the same key and the same key name. */
+static void test_token_seal(void **st)
+{
+    uint8_t k1[32], k2[32], k1b[32];
+    assert_int_equal(redis_token_key("a signing key of at least thirty-two bytes", 42, k1), 0);
+    assert_int_equal(redis_token_key("a signing key of at least thirty-two bytes", 42, k1b), 0);
+    assert_int_equal(redis_token_key("another signing key, also long enough!!!!", 42, k2), 0);
+    assert_memory_equal(k1, k1b, 32);
+    assert_memory_not_equal(k1, k2, 32);
+
+    char n1[REDIS_TOKEN_NAME_MAX], n2[REDIS_TOKEN_NAME_MAX];
+    redis_token_name("caller-1", 8, n1);
+    redis_token_name("caller-2", 8, n2);
+    assert_int_equal(strncmp(n1, "mcpgw:t:{", 9), 0);
+    assert_int_equal(strlen(n1), 9 + 32 + 1);
+    assert_null(strstr(n1, "caller"));
+    assert_string_not_equal(n1, n2);
+
+    const char *plain = "1893456000000 Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+    size_t n = 0, m = 0;
+    char *sealed = redis_seal(k1, n1, plain, strlen(plain), &n);
+    assert_non_null(sealed);
+    assert_int_equal(strlen(sealed), n);
+    assert_int_equal(strncmp(sealed, "v1.", 3), 0);
+    assert_null(strstr(sealed, "eyJ"));
+    assert_null(strstr(sealed, "Bearer"));
+    assert_null(strchr(sealed + 3, '.'));
+    char *again = redis_seal(k1, n1, plain, strlen(plain), NULL);   /* a fresh nonce each time */
+    assert_string_not_equal(sealed, again);
+    free(again);
+
+    char *open = redis_unseal(k1, n1, sealed, n, &m);
+    assert_non_null(open);
+    assert_int_equal(m, strlen(plain));
+    assert_string_equal(open, plain);
+    free(open);
+
+    assert_null(redis_unseal(k1, n2, sealed, n, NULL));   /* moved to another key name */
+    assert_null(redis_unseal(k2, n1, sealed, n, NULL));   /* another signing key */
+    for (size_t i = 3; i < n; i += 7) {                     /* any altered character */
+        char *t = strdup(sealed);
+        t[i] = t[i] == 'A' ? 'B' : 'A';
+        char *o = redis_unseal(k1, n1, t, n, NULL);
+        if (o) fail_msg("altered at %zu: opened", i);
+        free(t);
+    }
+    assert_null(redis_unseal(k1, n1, sealed, n - 4, NULL));  /* truncated */
+    assert_null(redis_unseal(k1, n1, sealed + 1, n - 1, NULL));
+    assert_null(redis_unseal(k1, n1, "v1.", 3, NULL));
+    assert_null(redis_unseal(k1, n1, "v1.AAAA", 7, NULL));
+    assert_null(redis_unseal(k1, n1, plain, strlen(plain), NULL));
+    free(sealed);
+
+    sealed = redis_seal(k1, n1, "", 0, &n);   /* empty plaintext: still authenticated */
+    assert_non_null(sealed);
+    open = redis_unseal(k1, n1, sealed, n, &m);
+    assert_non_null(open);
+    assert_int_equal(m, 0);
+    free(open);
+    assert_null(redis_unseal(k1, n2, sealed, n, NULL));
+    free(sealed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_session_shared_state),
         cmocka_unit_test(test_session_has_stream),
         cmocka_unit_test(test_reap_forgets_when_shared),
+        cmocka_unit_test(test_token_seal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

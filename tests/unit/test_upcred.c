@@ -287,15 +287,15 @@ static void test_static_and_forward(void **state)
     assert_string_equal(u.ca_pem, "GWCA");
 
     /* credentialFile: read again on a 401; a retry only when it changed */
-    assert_int_equal(upcred_rejected(gw, 1, NULL, "Bearer one"), 0);
+    assert_int_equal(upcred_rejected(gw, NULL, 1, NULL, "Bearer one"), 0);
     FILE *fp = fopen(f, "w");
     fputs("Bearer two\n", fp);
     fclose(fp);
-    assert_int_equal(upcred_rejected(gw, 1, NULL, "Bearer one"), 1);
+    assert_int_equal(upcred_rejected(gw, NULL, 1, NULL, "Bearer one"), 1);
     assert_int_equal(get_now(gw, 1, NULL, &auth), UPCRED_READY);
     assert_string_equal(auth, "Bearer two");
     free(auth);
-    assert_int_equal(upcred_rejected(gw, 0, NULL, "Bearer lit"), 0);   /* a literal cannot change */
+    assert_int_equal(upcred_rejected(gw, NULL, 0, NULL, "Bearer lit"), 0);   /* a literal cannot change */
 
     /* forwardAuthorization: the caller's token on its calls, the gateway's credential for discovery */
     assert_int_equal(upcred_needs_caller(gw->cfg, 2), 1);
@@ -313,7 +313,7 @@ static void test_static_and_forward(void **state)
     free(auth);
     assert_int_equal(get_now(gw, 2, &anon, &auth), UPCRED_READY);   /* a caller without a token: nothing */
     assert_null(auth);
-    assert_int_equal(upcred_rejected(gw, 2, &who, "Bearer caller-token"), 0);
+    assert_int_equal(upcred_rejected(gw, NULL, 2, &who, "Bearer caller-token"), 0);
     gw_done(gw);
     unlink(f);
     free(f);
