@@ -40,7 +40,8 @@ struct up_call {
     void              *ud;
     char              *body;
     size_t             body_len;
-    size_t             body_sent;    /* at_most_once: bytes handed to libcurl */
+    int                attempts;     /* at_most_once: requests libcurl started (once_prereq) */
+    int                resend_refused;
     size_t             received;
     size_t             max_body;
     char               session_id[160];
@@ -457,7 +458,7 @@ static void check_done(upclient *u)
             if (c->too_big) err = "upstream response too large";
             else if (res == CURLE_OPERATION_TIMEDOUT) err = "upstream timed out";
             else if (res == CURLE_COULDNT_CONNECT) err = "upstream refused the connection";
-            else if (res == CURLE_SEND_FAIL_REWIND)
+            else if (c->resend_refused)
                 err = "upstream closed the connection without answering; not sent again, since it may have run";
             else if (res != CURLE_OK) err = call_error(c, res);
             if (!err) send_head(c);
@@ -530,25 +531,19 @@ void upclient_free(upclient *u)
     uv_close((uv_handle_t *)&u->timer, on_timer_closed);
 }
 
-/* The body of an at-most-once request. When a kept-alive connection dies before the answer
- * starts, libcurl sends the request again on a fresh one, rewinding the body first; once any
- * of it was handed out the upstream may have run the call, so the rewind is refused and the
- * call fails with CURLE_SEND_FAIL_REWIND instead of running twice. */
-static size_t body_read(char *out, size_t size, size_t n, void *ud)
+/* An at-most-once request. When a kept-alive connection dies before the answer starts,
+ * libcurl sends the request again on a fresh one; the upstream may have run the call already,
+ * so the second attempt is refused before it is sent (CURLOPT_PREREQFUNCTION runs before each
+ * attempt) and the call fails instead of running twice. The body stays in CURLOPT_POSTFIELDS,
+ * which libcurl sends with the headers in one write (a read callback costs a second one). */
+static int once_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                       int conn_local_port)
 {
+    (void)conn_primary_ip, (void)conn_local_ip, (void)conn_primary_port, (void)conn_local_port;
     up_call *c = ud;
-    size_t k = c->body_len - c->body_sent;
-    if (k > size * n) k = size * n;
-    memcpy(out, c->body + c->body_sent, k);
-    c->body_sent += k;
-    return k;
-}
-
-static int body_seek(void *ud, curl_off_t off, int origin)
-{
-    up_call *c = ud;
-    if (origin != SEEK_SET || off != 0 || c->body_sent) return CURL_SEEKFUNC_FAIL;
-    return CURL_SEEKFUNC_OK;
+    if (c->attempts++ == 0) return CURL_PREREQFUNC_OK;
+    c->resend_refused = 1;
+    return CURL_PREREQFUNC_ABORT;
 }
 
 up_call *upclient_send(upclient *u, const up_req *r, const up_callbacks *cb, void *ud)
@@ -648,15 +643,12 @@ up_call *upclient_send(upclient *u, const up_req *r, const up_callbacks *cb, voi
         memcpy(c->body, r->body, r->body_len);
         c->body_len = r->body_len;
         curl_easy_setopt(e, CURLOPT_POST, 1L);
-        if (r->at_most_once) {   /* libcurl must ask to send it again: it is refused (body_seek) */
-            curl_easy_setopt(e, CURLOPT_READFUNCTION, body_read);
-            curl_easy_setopt(e, CURLOPT_READDATA, c);
-            curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, body_seek);
-            curl_easy_setopt(e, CURLOPT_SEEKDATA, c);
-        } else {
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
-        }
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)r->body_len);
+        if (r->at_most_once) {   /* a second attempt is refused (once_prereq) */
+            curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, once_prereq);
+            curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
+        }
     } else if (strcmp(r->method, "GET") != 0) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     }
