@@ -2,6 +2,7 @@
  * clients' answers, the event store. Every connection belongs to one loop and is touched by that loop's
  * thread only; what crosses threads is the session table (locked), a few atomics and the workers' inboxes. */
 #include "redis.h"
+#include "session_id.h"
 #include "b64.h"
 #include "log.h"
 #include "relay.h"
@@ -1190,20 +1191,7 @@ void redis_token_name(const void *id, size_t n, char name[REDIS_TOKEN_NAME_MAX])
 
 int redis_token_key(const char *signing_key, size_t n, uint8_t key[32])
 {
-    int rc = -1;
-    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-    EVP_KDF_free(kdf);
-    if (!kctx) return -1;
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)signing_key, n),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, TOK_INFO, sizeof TOK_INFO - 1),
-        OSSL_PARAM_construct_end(),
-    };
-    if (EVP_KDF_derive(kctx, key, 32, params) == 1) rc = 0;
-    EVP_KDF_CTX_free(kctx);
-    return rc;
+    return gw_hkdf_sha256(signing_key, n, TOK_INFO, key, 32);
 }
 
 char *redis_seal(const uint8_t key[32], const char *name, const void *plain, size_t n, size_t *outlen)

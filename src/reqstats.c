@@ -2,6 +2,7 @@
  * (relaxed atomic adds: the control loop reads them while they move); a tool statistics entry
  * is published with a release store once filled and never freed before the process ends. */
 #include "reqstats.h"
+#include "metrics.h"
 #include "gateway.h"
 #include "jsonrpc.h"
 #include "trace.h"
@@ -154,20 +155,6 @@ void reqstats_tool_done(int wi, int entry, int outcome, uint64_t ns)
 
 /* ---- /metrics ---------------------------------------------------------------------------- */
 
-static void label(buf *b, const char *v)
-{
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"') buf_printf(b, "\\%c", *v);
-        else if (*v == '\n') buf_appends(b, "\\n");
-        else buf_append(b, v, 1);
-    }
-}
-
-static void head(buf *b, const char *name, const char *type, const char *help)
-{
-    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 /* The tool entries of every worker merged by (server name, tool name): what a reload replaced
  * (another slot, the same name) counts under the same labels. */
 typedef struct merged {
@@ -224,9 +211,9 @@ static void render_tools(gateway *gw, buf *b)
             buf l = {lbl, 0, sizeof lbl, sizeof lbl - 1};
             lbl[0] = '\0';
             buf_appends(&l, "server=\"");
-            label(&l, m[j].server);
+            metrics_label(&l, m[j].server);
             buf_appends(&l, "\",tool=\"");
-            label(&l, m[j].tool);
+            metrics_label(&l, m[j].tool);
             buf_printf(&l, "\",outcome=\"%s\"", outcome_names[o]);
             if (l.len >= sizeof lbl - 1) continue;   /* a name too long to be a label here */
             uint64_t cum = 0;
@@ -243,7 +230,7 @@ static void render_tools(gateway *gw, buf *b)
 
 void reqstats_render(gateway *gw, buf *b)
 {
-    head(b, "mcp_gateway_requests_total", "counter",
+    metrics_head(b, "mcp_gateway_requests_total", "counter",
          "Requests to the MCP endpoints, by JSON-RPC method (GET/DELETE/OPTIONS for those) and HTTP status.");
     for (int m = 0; m < RM_COUNT; m++)
         for (size_t s = 0; s < TS_COUNT; s++) {
@@ -256,12 +243,12 @@ void reqstats_render(gateway *gw, buf *b)
             buf_printf(b, "mcp_gateway_requests_total{method=\"%s\",status=\"%s\"} %llu\n", method_names[m], st,
                        (unsigned long long)n);
         }
-    head(b, "mcp_gateway_tool_call_duration_seconds", "histogram",
+    metrics_head(b, "mcp_gateway_tool_call_duration_seconds", "histogram",
          "tools/call relayed to an upstream, from the relay's start to its end, by server, tool and outcome.");
     if (W) render_tools(gw, b);
     uint64_t ex, dr, fa;
     trace_span_counts(&ex, &dr, &fa);
-    head(b, "mcp_gateway_trace_spans_total", "counter",
+    metrics_head(b, "mcp_gateway_trace_spans_total", "counter",
          "Spans exported to the OTLP collector, dropped (a worker's queue was full) or failed (export not accepted).");
     buf_printf(b, "mcp_gateway_trace_spans_total{result=\"exported\"} %llu\n", (unsigned long long)ex);
     buf_printf(b, "mcp_gateway_trace_spans_total{result=\"dropped\"} %llu\n", (unsigned long long)dr);

@@ -45,8 +45,7 @@ int session_proto_index(const char *version)
     return -1;
 }
 
-/* mac_key = HKDF-SHA256(ikm, no salt, SID_HKDF_INFO). Returns 0 or -1. */
-static int session_derive(const void *ikm, size_t n, uint8_t out[SID_KEY])
+int gw_hkdf_sha256(const void *ikm, size_t n, const char *info, uint8_t *out, size_t outlen)
 {
     int rc = -1;
     EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
@@ -56,12 +55,18 @@ static int session_derive(const void *ikm, size_t n, uint8_t out[SID_KEY])
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
         OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, n),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, SID_HKDF_INFO, sizeof SID_HKDF_INFO - 1),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, strlen(info)),
         OSSL_PARAM_construct_end(),
     };
-    if (EVP_KDF_derive(kctx, out, SID_KEY, params) == 1) rc = 0;
+    if (EVP_KDF_derive(kctx, out, outlen, params) == 1) rc = 0;
     EVP_KDF_CTX_free(kctx);
     return rc;
+}
+
+/* mac_key = HKDF-SHA256(ikm, no salt, SID_HKDF_INFO). Returns 0 or -1. */
+static int session_derive(const void *ikm, size_t n, uint8_t out[SID_KEY])
+{
+    return gw_hkdf_sha256(ikm, n, SID_HKDF_INFO, out, SID_KEY);
 }
 
 static int session_key_add(session_keyring *kr, const char *k, size_t n, char *err, size_t errlen)

@@ -80,4 +80,7 @@ void session_claims_init(session_claims *c, uint64_t now, uint64_t lifetime_s);
 #define SESSION_PROTO_COUNT 3
 const char *session_proto_name(uint8_t proto);  /* "2025-03-26" ... or NULL */
 int  session_proto_index(const char *version);  /* -1 when unsupported or NULL */
+/* HKDF-SHA256 without salt: outlen bytes from ikm for the purpose named by info (the session-id
+ * key here, the token-cache key in redis.c). 0, or -1 when OpenSSL fails. */
+int gw_hkdf_sha256(const void *ikm, size_t n, const char *info, uint8_t *out, size_t outlen);
 #endif
