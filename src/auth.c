@@ -29,6 +29,7 @@ typedef struct issuer {
     char                *jwks_uri;    /* configured or discovered (control loop only) */
     uint64_t             last_fetch;  /* ms, control loop */
     int                  busy;        /* a fetch is in flight */
+    struct fetch        *inflight;    /* that fetch: freed by auth_stop when the loop stops first */
     int                  want;        /* a worker met an unknown kid (atomic) */
     int                  step;        /* discovery: 0 openid-configuration, 1 RFC 8414 */
 } issuer;
@@ -163,6 +164,7 @@ static void fetch_done(up_call *c, void *ud, const char *err)
     fetch *f = ud;
     issuer *is = f->is;
     is->busy = 0;
+    is->inflight = NULL;   /* f is freed below, whichever way this ends */
     const char *name = is->cfg->issuer_url;
     if (err || f->status != 200) {
         char why[64];
@@ -249,6 +251,8 @@ static void issuer_fetch(issuer *is)
         is->busy = 0;
         buf_free(&f->body);
         free(f);
+    } else {
+        is->inflight = f;
     }
 }
 
@@ -295,7 +299,13 @@ void auth_stop(void)
         uv_timer_stop(&A.tick);
         uv_close((uv_handle_t *)&A.tick, NULL);
         uv_close((uv_handle_t *)&A.wake, NULL);
-        upclient_free(A.up);
+        upclient_free(A.up);   /* cancels the fetches in flight without their callbacks: */
+        for (size_t i = 0; i < A.n_iss; i++) {
+            fetch *f = A.iss[i].inflight;
+            if (f) { buf_free(&f->body); free(f); }
+            A.iss[i].inflight = NULL;
+            A.iss[i].busy = 0;
+        }
         A.started = 0;
     }
 }
