@@ -64,13 +64,7 @@ async function startGuard(target, { accept = () => true, tls } = {}) {
         res.end(UPSTREAM_401_BODY);
         return;
       }
-      const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-        res.writeHead(ur.statusCode, ur.headers);
-        ur.pipe(res);
-      });
-      up.on("error", () => { if (!res.headersSent) res.writeHead(502); res.end(); });
-      res.on("close", () => up.destroy());
-      up.end(body);
+      L.forward(t, req, res, body);
     });
   };
   const srv = tls ? https.createServer(tls, handler) : http.createServer(handler);

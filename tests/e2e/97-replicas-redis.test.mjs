@@ -45,13 +45,7 @@ async function startUpstreamProxy(target, { declare } = {}) {
       requests.push(rec);
       const headers = { ...req.headers, "content-length": String(body.length) };
       if (!body.length) delete headers["content-length"];
-      const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers }, (ur) => {
-        res.writeHead(ur.statusCode, ur.headers);
-        ur.pipe(res);
-      });
-      up.on("error", () => { if (!res.headersSent) res.writeHead(502); res.end(); });
-      res.on("close", () => up.destroy());
-      up.end(body);
+      L.forward(t, req, res, body, headers);
     });
   });
   await new Promise((resolve, reject) => { srv.once("error", reject); srv.listen(0, "127.0.0.1", resolve); });

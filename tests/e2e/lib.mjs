@@ -700,6 +700,20 @@ export async function launchChromium({ userDataDir = tmpDir(), viewport = { widt
 }
 
 /**
+ * Sends a request a test proxy received on to `target` (a URL) with `body` (a Buffer) and streams the
+ * answer back (SSE too); 502 when the target cannot be reached. `headers` default to the request's own.
+ */
+export function forward(target, req, res, body, headers = req.headers) {
+  const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (ur) => {
+    res.writeHead(ur.statusCode, ur.headers);
+    ur.pipe(res);
+  });
+  up.on("error", () => { if (!res.headersSent) res.writeHead(502); res.end(); });
+  res.on("close", () => up.destroy());
+  up.end(body);
+}
+
+/**
  * A counting reverse proxy in this process, put between the gateway and an upstream (`target`, a URL whose
  * origin is used): every request is recorded ({ method, url, headers, rpc: [JSON-RPC methods] }) and
  * forwarded (`body`: the request body as text); responses (SSE too) are streamed back. Returns { port, url (…/mcp), requests, count(rpcMethod), close() }.
@@ -719,13 +733,7 @@ export async function startCountingProxy(target, { port } = {}) {
       } catch { /* not JSON (GET, DELETE) */ }
       requests.push({ method: req.method, url: req.url, headers: { ...req.headers }, rpc: rpcMethods, at: Date.now(),
                       body: body.toString("utf8") });
-      const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-        res.writeHead(ur.statusCode, ur.headers);
-        ur.pipe(res);
-      });
-      up.on("error", () => { if (!res.headersSent) res.writeHead(502); res.end(); });
-      res.on("close", () => up.destroy());
-      up.end(body);
+      forward(t, req, res, body);
     });
   });
   await new Promise((resolve, reject) => { srv.once("error", reject); srv.listen(port ?? 0, "127.0.0.1", resolve); });
